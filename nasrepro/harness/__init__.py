@@ -1,0 +1,1 @@
+"""The shared evaluation harness: contracts every task, space, method and evaluator follows."""

@@ -1,0 +1,204 @@
+"""Evaluators (DESIGN.md, "Evaluator"): the only way a method learns an architecture's score.
+
+Both evaluators count *unique* queries (isomorphic duplicates are answered from the cache for free)
+and charge every query the same way -- cost = the evaluation's recorded training cost (from the
+table where it records one, else our own training time) -- so methods compare on equal budgets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nasrepro.errors import BudgetExhausted, EvaluationFailed, NasreproError, UsageError
+from nasrepro.harness.space import Arch, Space
+from nasrepro.harness.task import Task
+
+Reward = Literal["val", "test"]
+MAX_DUPLICATE_STREAK = 100_000
+
+
+@dataclass
+class Query:
+    """One unique evaluation, as the search saw it and as the record stores it."""
+
+    index: int
+    arch: str
+    score: float | None
+    val: float | None
+    test: float | None
+    cost_seconds: float
+    cumulative_cost: float
+    wall_seconds: float
+    status: Literal["ok", "failed"] = "ok"
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    """What one evaluation produced before bookkeeping."""
+
+    val: float
+    test: float | None
+    cost_seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Evaluator(ABC):
+    """Answers queries, deduplicates them, enforces the budget and keeps the history."""
+
+    #: how a query's cost is defined; stored in every record
+    cost_model: str = ""
+
+    def __init__(self, task: Task, space: Space, budget: int | None = None, reward: Reward = "val") -> None:
+        if reward not in ("val", "test"):
+            raise UsageError(f"reward must be 'val' or 'test', got {reward!r}")
+        if budget is not None and budget < 1:
+            raise UsageError(f"budget must be a positive number of unique queries, got {budget}")
+        self.task, self.space, self.budget, self.reward = task, space, budget, reward
+        self.history: list[Query] = []
+        self._cache: dict[str, Query] = {}
+        self.duplicates = 0
+        self._duplicate_streak = 0
+
+    # --- budget --------------------------------------------------------------------------------
+    @property
+    def n_queries(self) -> int:
+        return len(self.history)
+
+    @property
+    def remaining(self) -> float:
+        return math.inf if self.budget is None else self.budget - self.n_queries
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    @property
+    def total_cost(self) -> float:
+        return self.history[-1].cumulative_cost if self.history else 0.0
+
+    # --- queries -------------------------------------------------------------------------------
+    def seen(self, arch: Arch) -> bool:
+        return self.space.key(arch) in self._cache
+
+    def query(self, arch: Arch) -> Query:
+        """The evaluation of `arch`; a repeated (or isomorphic) architecture is free."""
+        key = self.space.key(arch)
+        if key in self._cache:
+            self.duplicates += 1
+            self._duplicate_streak += 1
+            if self._duplicate_streak > MAX_DUPLICATE_STREAK:
+                raise NasreproError(
+                    f"{MAX_DUPLICATE_STREAK} duplicate queries in a row: the method is stuck or the "
+                    f"space ({self.space.size()} architectures) is exhausted"
+                )
+            return self._cache[key]
+        if self.exhausted:
+            raise BudgetExhausted(f"budget of {self.budget} unique queries is spent")
+        self._duplicate_streak = 0
+        start = time.perf_counter()
+        try:
+            outcome = self._evaluate(self.space.canonical(arch))
+            status, reason = "ok", ""
+        except EvaluationFailed as failure:
+            outcome, status, reason = None, "failed", str(failure)
+        wall = time.perf_counter() - start
+        cost = (outcome.cost_seconds if outcome else 0.0) + wall
+        if outcome is not None:
+            score = outcome.val if self.reward == "val" else outcome.test
+        query = Query(
+            index=len(self.history), arch=key,
+            score=score if outcome else None,
+            val=outcome.val if outcome else None, test=outcome.test if outcome else None,
+            cost_seconds=cost, cumulative_cost=self.total_cost + cost, wall_seconds=wall,
+            status=status, reason=reason, metrics=outcome.metrics if outcome else {},
+        )
+        self.history.append(query)
+        self._cache[key] = query
+        return query
+
+    def query_many(self, archs: Iterable[Arch]) -> list[Query]:
+        """Evaluate several architectures, stopping silently when the budget runs out."""
+        out = []
+        for arch in archs:
+            if self.exhausted and not self.seen(arch):
+                break
+            out.append(self.query(arch))
+        return out
+
+    def fitness(self, query: Query) -> float:
+        """The query's reward oriented so larger is better; failed evaluations rank last."""
+        if query.status != "ok" or query.score is None:
+            return -math.inf
+        return self.task.metric.fitness(query.score)
+
+    def best(self) -> Query:
+        ok = [q for q in self.history if q.status == "ok"]
+        if not ok:
+            raise NasreproError("no architecture was evaluated successfully")
+        return max(ok, key=self.fitness)
+
+    @abstractmethod
+    def _evaluate(self, arch: Arch) -> Outcome:
+        """Evaluate one canonical architecture; raise `EvaluationFailed` to record a failure."""
+
+    # --- resumption ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [q.to_dict() for q in self.history], "duplicates": self.duplicates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = [Query(**q) for q in state["history"]]
+        self._cache = {q.arch: q for q in self.history}
+        self.duplicates = state.get("duplicates", 0)
+
+
+class TableEvaluator(Evaluator):
+    """Look-ups in a tabular benchmark. The cost is the table's recorded training time where it
+    has one, plus our own (tiny) look-up time -- never the look-up time alone."""
+
+    def __init__(self, task: Task, space: Space, budget: int | None = None, reward: Reward = "val") -> None:
+        super().__init__(task, space, budget, reward)
+        self.table = task.table()  # type: ignore[attr-defined]
+        self.cost_model = self.table.cost_model
+
+    def _evaluate(self, arch: Arch) -> Outcome:
+        entry = self.table.lookup(arch)
+        return Outcome(val=entry.val, test=entry.test, cost_seconds=entry.train_seconds or 0.0,
+                       metrics=dict(entry.metrics))
+
+
+class TrainEvaluator(Evaluator):
+    """Trains each architecture from scratch with the task's recipe at the chosen preset."""
+
+    cost_model = "wall-clock seconds of our own training and evaluation of each architecture"
+
+    def __init__(self, task: Task, space: Space, budget: int | None = None, reward: Reward = "val", *,
+                 preset: str = "cpu", seed: int = 0, data_dir: Path | None = None,
+                 trainer_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__(task, space, budget, reward)
+        from nasrepro.paths import data_dir as resolve_data_dir
+
+        self.preset = task.preset(preset)
+        self.seed = seed
+        self.data_dir = resolve_data_dir(data_dir)
+        self.trainer_kwargs = trainer_kwargs or {}
+
+    def _evaluate(self, arch: Arch) -> Outcome:
+        from nasrepro.harness.training import fit_and_evaluate
+
+        model = self.space.to_model(arch, self.task)
+        n_params = sum(p.numel() for p in model.parameters())
+        result = fit_and_evaluate(self.task, model, self.preset, self.seed, self.data_dir,
+                                  **self.trainer_kwargs)
+        return Outcome(val=result["val"], test=result["test"], cost_seconds=0.0,
+                       metrics={"params": float(n_params), "train_seconds": result["train_seconds"]})

@@ -1,0 +1,89 @@
+"""Training recipes and budget presets as data, plus the optimiser/schedule they imply.
+
+A recipe is the whole final-training protocol of a task at one preset; keeping it as a frozen
+dataclass means it is recorded verbatim in every run record and can be overridden from YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from nasrepro.errors import UsageError
+
+PRESETS = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How one architecture is trained from scratch for a task."""
+
+    epochs: int
+    lr: float
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    batch_size: int = 128
+    schedule: Literal["constant", "cosine"] = "cosine"
+    grad_clip: float | None = None
+    dropout: float = 0.0
+    # Caps on batches per epoch: a float is a fraction, an int a count (Lightning's convention).
+    limit_train_batches: float | int = 1.0
+    limit_eval_batches: float | int = 1.0
+    # A fixed-size subset of the training split (smoke presets); None = the full split.
+    train_subset: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> TrainRecipe:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise UsageError(f"unknown recipe field(s) {sorted(unknown)}; known: {sorted(self.to_dict())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["extra"] = dict(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named budget: the training recipe and the default search budget (unique queries)."""
+
+    name: str
+    recipe: TrainRecipe
+    search_budget: int
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "search_budget": self.search_budget, "description": self.description,
+                "recipe": self.recipe.to_dict()}
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
+    """The recipe's optimiser over `params`."""
+    params = [p for p in params if p.requires_grad]
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    raise UsageError(f"unknown optimizer {recipe.optimizer!r}; use sgd, adam or adamw")
+
+
+def configure_optimizers(params: Iterable[torch.nn.Parameter], recipe: TrainRecipe) -> dict[str, Any]:
+    """What a LightningModule's `configure_optimizers` returns for `recipe` (per-epoch schedule)."""
+    optimizer = build_optimizer(params, recipe)
+    if recipe.schedule == "constant":
+        return {"optimizer": optimizer}
+    if recipe.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    raise UsageError(f"unknown schedule {recipe.schedule!r}; use constant or cosine")

@@ -1,0 +1,67 @@
+"""The search-space contract (DESIGN.md, "Space").
+
+A space is a set of hashable, serialisable architecture encodings. Every method talks to a space
+only through this interface, so a method written for one space runs on every other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nasrepro.harness.task import Task
+
+Arch = Hashable
+
+
+class Space(ABC):
+    """A search space of architectures.
+
+    `str(arch)` is the canonical string form and `parse(str(arch)) == arch`. `canonical(arch)`
+    maps isomorphic encodings to one representative, so equal networks hash equal and budgets
+    count them once.
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """A uniformly random (canonical) architecture."""
+
+    @abstractmethod
+    def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
+        """One random mutation of `arch`: a different architecture at edit distance one."""
+
+    @abstractmethod
+    def parse(self, text: str) -> Arch:
+        """The architecture whose canonical string is `text`; `UsageError` if malformed."""
+
+    def canonical(self, arch: Arch) -> Arch:
+        """The representative of `arch`'s isomorphism class (identity where the space has none)."""
+        return arch
+
+    def key(self, arch: Arch) -> str:
+        """The string that identifies `arch` up to isomorphism: the evaluator's cache key."""
+        return str(self.canonical(arch))
+
+    def to_model(self, arch: Arch, task: Task) -> nn.Module:
+        """The trainable network of `arch`, shaped for `task`'s inputs and outputs."""
+        raise NotImplementedError(f"space {self.name!r} does not build models")
+
+    def enumerate(self) -> Iterator[Arch]:
+        """Every architecture once (finite spaces only)."""
+        raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
+
+    def size(self) -> int | None:
+        """Number of distinct architectures, or None where unknown or astronomically large."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description stored in run records."""
+        return {"name": self.name, "size": self.size()}

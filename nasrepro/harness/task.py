@@ -1,0 +1,102 @@
+"""The task contract (DESIGN.md, "Task"): data, metric, evaluation protocol and budget presets.
+
+A task owns everything that must be identical across methods for their numbers to compare
+(Lindauer & Hutter 2020, best practice 6): the split, the metric, and the final-training recipe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from nasrepro.errors import UsageError
+from nasrepro.harness.recipe import Preset
+
+if TYPE_CHECKING:
+    import lightning as L
+    from torch import nn
+
+    from nasrepro.harness.space import Space
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The task's headline metric and whether larger is better."""
+
+    name: str
+    direction: Literal["max", "min"]
+
+    def fitness(self, value: float) -> float:
+        """`value` oriented so that larger is always better (what search methods maximise)."""
+        return value if self.direction == "max" else -value
+
+    def better(self, a: float, b: float) -> bool:
+        return self.fitness(a) > self.fitness(b)
+
+
+@dataclass(frozen=True)
+class DataStatus:
+    """One row of `nasrepro data check`."""
+
+    dataset: str
+    status: Literal["found", "missing", "corrupt", "embedded"]
+    path: str
+    detail: str = ""
+
+
+class Task(ABC):
+    """A benchmark: dataset + split + metric + training protocol (or a table that stands for it)."""
+
+    name: str = ""
+    metric: Metric
+    kind: Literal["train", "table"] = "train"
+    #: the space searched when `--space` is not given
+    default_space: str | None = None
+
+    @property
+    @abstractmethod
+    def presets(self) -> Mapping[str, Preset]:
+        """`smoke` (seconds, CI), `cpu` (minutes on a laptop CPU, real data), `paper` (the paper's own)."""
+
+    def preset(self, name: str) -> Preset:
+        try:
+            return self.presets[name]
+        except KeyError:
+            raise UsageError(
+                f"task {self.name!r} has no preset {name!r}; choose one of {', '.join(self.presets)}"
+            ) from None
+
+    def space(self) -> Space:
+        """The space this task searches by default (`default_space`, built with task-specific options)."""
+        from nasrepro.spaces import get_space
+
+        if self.default_space is None:
+            raise UsageError(f"task {self.name!r} has no default search space; pass --space")
+        return get_space(self.default_space)
+
+    def example_input(self, batch_size: int = 1) -> tuple[Any, ...]:
+        """Positional inputs of one forward pass (for params/FLOPs/latency/memory measurements)."""
+        raise NotImplementedError(f"task {self.name!r} has no example input")
+
+    def reference_archs(self) -> Mapping[str, Callable[[Task], nn.Module]]:
+        """Hand-designed networks runnable with `nasrepro evaluate --arch NAME`."""
+        return {}
+
+    def check_data(self, data_dir: Path) -> list[DataStatus]:
+        """Found / missing / corrupt for every dataset file this task reads."""
+        return []
+
+    # --- training protocol (train tasks) -------------------------------------------------------
+    def datamodule(self, preset: Preset, data_dir: Path, seed: int) -> L.LightningDataModule:
+        raise NotImplementedError(f"task {self.name!r} has no datamodule")
+
+    def lightning_module(self, model: nn.Module, preset: Preset) -> L.LightningModule:
+        """Wraps `model` in the task's training/evaluation step (loss, metric, optimiser)."""
+        raise NotImplementedError(f"task {self.name!r} does not train models")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "metric": self.metric.name,
+                "direction": self.metric.direction, "default_space": self.default_space}
