@@ -117,11 +117,17 @@ class Evaluator(ABC):
         if outcome is not None:
             score = outcome.val if self.reward == "val" else outcome.test
         query = Query(
-            index=len(self.history), arch=key,
+            index=len(self.history),
+            arch=key,
             score=score if outcome else None,
-            val=outcome.val if outcome else None, test=outcome.test if outcome else None,
-            cost_seconds=cost, cumulative_cost=self.total_cost + cost, wall_seconds=wall,
-            status=status, reason=reason, metrics=outcome.metrics if outcome else {},
+            val=outcome.val if outcome else None,
+            test=outcome.test if outcome else None,
+            cost_seconds=cost,
+            cumulative_cost=self.total_cost + cost,
+            wall_seconds=wall,
+            status=status,
+            reason=reason,
+            metrics=outcome.metrics if outcome else {},
         )
         self.history.append(query)
         self._cache[key] = query
@@ -173,8 +179,12 @@ class TableEvaluator(Evaluator):
 
     def _evaluate(self, arch: Arch) -> Outcome:
         entry = self.table.lookup(arch)
-        return Outcome(val=entry.val, test=entry.test, cost_seconds=entry.train_seconds or 0.0,
-                       metrics=dict(entry.metrics))
+        return Outcome(
+            val=entry.val,
+            test=entry.test,
+            cost_seconds=entry.train_seconds or 0.0,
+            metrics=dict(entry.metrics),
+        )
 
 
 class TrainEvaluator(Evaluator):
@@ -182,9 +192,18 @@ class TrainEvaluator(Evaluator):
 
     cost_model = "wall-clock seconds of our own training and evaluation of each architecture"
 
-    def __init__(self, task: Task, space: Space, budget: int | None = None, reward: Reward = "val", *,
-                 preset: str = "cpu", seed: int = 0, data_dir: Path | None = None,
-                 trainer_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        space: Space,
+        budget: int | None = None,
+        reward: Reward = "val",
+        *,
+        preset: str = "cpu",
+        seed: int = 0,
+        data_dir: Path | None = None,
+        trainer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(task, space, budget, reward)
         from nasrepro.paths import data_dir as resolve_data_dir
 
@@ -198,7 +217,12 @@ class TrainEvaluator(Evaluator):
 
         model = self.space.to_model(arch, self.task)
         n_params = sum(p.numel() for p in model.parameters())
-        result = fit_and_evaluate(self.task, model, self.preset, self.seed, self.data_dir,
-                                  **self.trainer_kwargs)
-        return Outcome(val=result["val"], test=result["test"], cost_seconds=0.0,
-                       metrics={"params": float(n_params), "train_seconds": result["train_seconds"]})
+        result = fit_and_evaluate(
+            self.task, model, self.preset, self.seed, self.data_dir, **self.trainer_kwargs
+        )
+        return Outcome(
+            val=result["val"],
+            test=result["test"],
+            cost_seconds=0.0,
+            metrics={"params": float(n_params), "train_seconds": result["train_seconds"]},
+        )

@@ -61,16 +61,27 @@ class Preset:
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "search_budget": self.search_budget, "description": self.description,
-                "recipe": self.recipe.to_dict()}
+        return {
+            "name": self.name,
+            "search_budget": self.search_budget,
+            "description": self.description,
+            "recipe": self.recipe.to_dict(),
+        }
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
-    """The recipe's optimiser over `params`."""
-    params = [p for p in params if p.requires_grad]
+def build_optimizer(params: Iterable[Any], recipe: TrainRecipe) -> torch.optim.Optimizer:
+    """The recipe's optimiser over `params` (tensors, or param-group dicts whose own settings win)."""
+    params = list(params)
+    if params and not isinstance(params[0], dict):
+        params = [p for p in params if p.requires_grad]
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                               weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+        return torch.optim.SGD(
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            nesterov=recipe.nesterov,
+        )
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
@@ -78,7 +89,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], recipe: TrainRecipe) -
     raise UsageError(f"unknown optimizer {recipe.optimizer!r}; use sgd, adam or adamw")
 
 
-def configure_optimizers(params: Iterable[torch.nn.Parameter], recipe: TrainRecipe) -> dict[str, Any]:
+def configure_optimizers(params: Iterable[Any], recipe: TrainRecipe) -> dict[str, Any]:
     """What a LightningModule's `configure_optimizers` returns for `recipe` (per-epoch schedule)."""
     optimizer = build_optimizer(params, recipe)
     if recipe.schedule == "constant":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +47,15 @@ class DataStatus:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class ReferenceArch:
+    """A hand-designed network for a task and the recipe changes its own paper trained it with."""
+
+    build: Callable[[Task], nn.Module]
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    citation: str = ""
+
+
 class Task(ABC):
     """A benchmark: dataset + split + metric + training protocol (or a table that stands for it)."""
 
@@ -81,9 +90,16 @@ class Task(ABC):
         """Positional inputs of one forward pass (for params/FLOPs/latency/memory measurements)."""
         raise NotImplementedError(f"task {self.name!r} has no example input")
 
-    def reference_archs(self) -> Mapping[str, Callable[[Task], nn.Module]]:
+    def reference_archs(self) -> Mapping[str, ReferenceArch | Callable[[Task], nn.Module]]:
         """Hand-designed networks runnable with `nasrepro evaluate --arch NAME`."""
         return {}
+
+    def reference_arch(self, name: str) -> ReferenceArch | None:
+        """The reference network called `name`, or None if `name` is not one."""
+        entry = self.reference_archs().get(name)
+        if entry is None or isinstance(entry, ReferenceArch):
+            return entry
+        return ReferenceArch(build=entry)
 
     def check_data(self, data_dir: Path) -> list[DataStatus]:
         """Found / missing / corrupt for every dataset file this task reads."""
@@ -98,5 +114,10 @@ class Task(ABC):
         raise NotImplementedError(f"task {self.name!r} does not train models")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "metric": self.metric.name,
-                "direction": self.metric.direction, "default_space": self.default_space}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "metric": self.metric.name,
+            "direction": self.metric.direction,
+            "default_space": self.default_space,
+        }

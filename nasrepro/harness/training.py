@@ -20,8 +20,9 @@ from nasrepro.harness.task import Task
 class FailOnNonFiniteLoss(L.Callback):
     """Stops a diverged fit at once, so the search can mark the evaluation failed and go on."""
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss).all():
             raise EvaluationFailed(
@@ -29,9 +30,18 @@ class FailOnNonFiniteLoss(L.Callback):
             )
 
 
-def trainer_for(preset: Preset, *, logger: Any = False, devices: int | str = "auto", num_nodes: int = 1,
-                strategy: str = "auto", accelerator: str = "auto", callbacks: Sequence[L.Callback] = (),
-                default_root_dir: Path | None = None, deterministic: bool = True) -> L.Trainer:
+def trainer_for(
+    preset: Preset,
+    *,
+    logger: Any = False,
+    devices: int | str = "auto",
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    accelerator: str = "auto",
+    callbacks: Sequence[L.Callback] = (),
+    default_root_dir: Path | None = None,
+    deterministic: bool = True,
+) -> L.Trainer:
     """A Trainer configured by the preset's recipe; `accelerator="auto"` picks a GPU where there is one."""
     recipe = preset.recipe
     return L.Trainer(
@@ -57,8 +67,9 @@ def trainer_for(preset: Preset, *, logger: Any = False, devices: int | str = "au
     )
 
 
-def fit_and_evaluate(task: Task, model: nn.Module, preset: Preset, seed: int, data_dir: Path,
-                     **trainer_kwargs: Any) -> dict[str, float]:
+def fit_and_evaluate(
+    task: Task, model: nn.Module, preset: Preset, seed: int, data_dir: Path, **trainer_kwargs: Any
+) -> dict[str, float]:
     """Train `model` from scratch with the task's recipe; return final `val`, `test` and timing.
 
     The reported numbers are those of the final model, as in the papers' final-training recipes
@@ -76,5 +87,9 @@ def fit_and_evaluate(task: Task, model: nn.Module, preset: Preset, seed: int, da
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0][f"test/{name}"]
     if not (math.isfinite(val) and math.isfinite(test)):
         raise EvaluationFailed(f"non-finite {name}: val={val}, test={test}")
-    return {"val": float(val), "test": float(test), "train_seconds": train_seconds,
-            "epochs": preset.recipe.epochs}
+    return {
+        "val": float(val),
+        "test": float(test),
+        "train_seconds": train_seconds,
+        "epochs": preset.recipe.epochs,
+    }

@@ -33,7 +33,9 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def problems(root: Path, files: Sequence[ExpectedFile], verify_hash: bool = True) -> tuple[list[str], list[str]]:
+def problems(
+    root: Path, files: Sequence[ExpectedFile], verify_hash: bool = True
+) -> tuple[list[str], list[str]]:
     """(missing, corrupt) relative paths under `root`."""
     missing, corrupt = [], []
     for f in files:
@@ -49,8 +51,9 @@ def problems(root: Path, files: Sequence[ExpectedFile], verify_hash: bool = True
     return missing, corrupt
 
 
-def require(dataset: str, root: Path, files: Sequence[ExpectedFile], how_to_get: str,
-            verify_hash: bool = True) -> None:
+def require(
+    dataset: str, root: Path, files: Sequence[ExpectedFile], how_to_get: str, verify_hash: bool = True
+) -> None:
     """Raise one `DataError` naming the dataset, the folder, what is wrong and how to fix it."""
     missing, corrupt = problems(root, files, verify_hash)
     if not missing and not corrupt:

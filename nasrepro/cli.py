@@ -1,0 +1,342 @@
+"""The `nasrepro` command: one contract for every method and task (DESIGN.md, "The command line").
+
+Arguments are typed (jsonargparse), may come from a YAML file (`--config FILE`) with command-line
+overrides, and every usage error is one line on stderr with exit status 2; runtime failures
+(missing data, failed evaluations) are one line with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from nasrepro.errors import NasreproError, UsageError
+
+DEFAULT_TASK = "nasbench-graph/cora"
+DEFAULT_METHOD = "evolution"
+DEFAULT_SEEDS = "0-4"
+Preset = Literal["smoke", "cpu", "paper"]
+Wandb = Literal["offline", "online", "disabled"]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`"0-19"`, `"3"` or `"0,2,5-7"` -> sorted unique seeds."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise UsageError(f"--seeds takes ranges like 0-19 or 0,2,5-7, got {text!r}")
+        lo, hi = int(match[1]), int(match[2] or match[1])
+        if hi < lo:
+            raise UsageError(f"--seeds range {part.strip()!r} runs backwards")
+        seeds.update(range(lo, hi + 1))
+    return sorted(seeds)
+
+
+# --- parser ------------------------------------------------------------------------------------
+def _common(parser: ArgumentParser) -> None:
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file of these options")
+    parser.add_argument(
+        "--data-dir",
+        type=str | None,
+        default=None,
+        help="dataset folder (default: $NASREPRO_DATA, else ~/.cache/nasrepro)",
+    )
+
+
+def _search_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        exit_on_error=False, description="Run a NAS method on a task and write one record per seed."
+    )
+    _common(p)
+    p.add_argument("--method", type=str, default=DEFAULT_METHOD, help="see `nasrepro methods`")
+    p.add_argument("--task", type=str, default=DEFAULT_TASK, help="see `nasrepro tasks`")
+    p.add_argument("--space", type=str | None, default=None, help="search space (default: the task's)")
+    p.add_argument("--seed", type=int | None, default=None, help="one seed")
+    p.add_argument(
+        "--seeds", type=str | None, default=None, help=f"seed ranges, e.g. 0-19 (default {DEFAULT_SEEDS})"
+    )
+    p.add_argument("--budget", type=int | None, default=None, help="unique queries (default: the preset's)")
+    p.add_argument("--preset", type=Preset, default="cpu")
+    p.add_argument(
+        "--reward",
+        type=Literal["val", "test"],
+        default="val",
+        help="search reward; 'test' exists only to compare with tables that selected on test",
+    )
+    p.add_argument(
+        "--method-config", type=dict[str, Any], default={}, help="method hyper-parameters (YAML/JSON)"
+    )
+    p.add_argument(
+        "--workers", type=int | None, default=None, help="parallel seed processes (default: cores)"
+    )
+    p.add_argument("--out", type=str, default="results")
+    p.add_argument("--wandb", type=Wandb, default="offline")
+    return p
+
+
+def _evaluate_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        exit_on_error=False, description="Train one architecture from scratch with the task's protocol."
+    )
+    _common(p)
+    p.add_argument("--task", type=str, required=True)
+    p.add_argument(
+        "--arch",
+        type=str,
+        required=True,
+        help="a reference name (gcn, gat, resnet20, lstm) or an arch string",
+    )
+    p.add_argument("--preset", type=Preset, default="cpu")
+    p.add_argument("--seed", type=int | None, default=None)
+    p.add_argument("--seeds", type=str | None, default=None, help="seed ranges, e.g. 0-9")
+    p.add_argument("--out", type=str, default="results")
+    p.add_argument("--wandb", type=Wandb, default="offline")
+    p.add_argument("--devices", type=int | str, default="auto", help="Lightning devices")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--strategy", type=str, default="auto", help="Lightning strategy, e.g. ddp")
+    return p
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="nasrepro",
+        exit_on_error=False,
+        description="Neural architecture search: reproduce, compare, cite.",
+    )
+    sub = parser.add_subcommands(required=False, dest="command")
+    sub.add_subcommand("search", _search_parser(), help="run a NAS method (the default command)")
+    sub.add_subcommand("evaluate", _evaluate_parser(), help="train one architecture from scratch")
+    sub.add_subcommand("tasks", ArgumentParser(exit_on_error=False), help="list registered tasks")
+    sub.add_subcommand("methods", ArgumentParser(exit_on_error=False), help="list registered methods")
+
+    data = ArgumentParser(exit_on_error=False, description="Dataset utilities.")
+    data_sub = data.add_subcommands(required=True, dest="action")
+    check = ArgumentParser(exit_on_error=False)
+    check.add_argument("--data-dir", type=str | None, default=None)
+    data_sub.add_subcommand("check", check, help="found / missing / corrupt for every dataset")
+    download = ArgumentParser(exit_on_error=False)
+    download.add_argument("name", type=Literal["cora", "citeseer", "pubmed", "cifar10"])
+    download.add_argument("--data-dir", type=str | None, default=None)
+    data_sub.add_subcommand("download", download, help="download a standard distribution (needs a network)")
+    convert = ArgumentParser(exit_on_error=False)
+    convert.add_argument(
+        "--source",
+        type=str,
+        required=True,
+        help="the official NATS-Bench/NAS-Bench-201 file, or a folder of the shared CSVs",
+    )
+    convert.add_argument("--out", type=str, required=True, help="the compact Parquet table to write")
+    data_sub.add_subcommand("convert-nb201", convert, help="write nasrepro's compact NAS-Bench-201 table")
+    sub.add_subcommand("data", data, help="check, download or convert datasets")
+
+    board = ArgumentParser(exit_on_error=False)
+    board.add_argument("--results", type=str, default="results")
+    sub.add_subcommand("leaderboard", board, help="write RESULTS/LEADERBOARD.md and figures from records")
+    return parser
+
+
+# --- commands ----------------------------------------------------------------------------------
+def _seeds(args: Namespace, default: str) -> list[int]:
+    if args.seed is not None and args.seeds is not None:
+        raise UsageError("give --seed or --seeds, not both")
+    if args.seed is not None:
+        if args.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {args.seed}")
+        return [args.seed]
+    return parse_seeds(args.seeds or default)
+
+
+def _summary(records: list[dict[str, Any]], what: str) -> str:
+    tests = [r["metrics"]["test"] for r in records if r["metrics"].get("test") is not None]
+    metric = records[0].get("metric", "score")
+    if not tests:
+        return f"{what}: no test metric"
+    if len(tests) == 1:
+        return f"{what}: test {metric} {tests[0]:.2f} (n=1)"
+    return (
+        f"{what}: test {metric} {statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f} "
+        f"(mean ± std over n={len(tests)} seeds)"
+    )
+
+
+def cmd_search(args: Namespace) -> int:
+    from nasrepro.harness.parallel import run_many
+    from nasrepro.harness.runner import SearchRequest
+    from nasrepro.methods import get_method
+    from nasrepro.tasks import get_task
+
+    task = get_task(args.task)  # fail fast on names before starting processes
+    get_method(args.method)
+    task.preset(args.preset)
+    if args.budget is not None and args.budget < 1:
+        raise UsageError(f"--budget must be a positive number of unique queries, got {args.budget}")
+    requests = [
+        SearchRequest(
+            method=args.method,
+            task=args.task,
+            seed=seed,
+            budget=args.budget,
+            preset=args.preset,
+            reward=args.reward,
+            space=args.space,
+            method_config=dict(args.method_config),
+            out=Path(args.out),
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            wandb=args.wandb,
+        )
+        for seed in _seeds(args, DEFAULT_SEEDS)
+    ]
+    results = run_many("search", requests, args.workers)
+    for record, path in results:
+        print(
+            f"seed {record['seed']:>3}: best {record['best_arch']}  val {record['metrics']['val']:.2f}  "
+            f"test {record['metrics']['test']:.2f}  ({record['search_cost']['queries']} queries)  -> {path}"
+        )
+    print(_summary([r for r, _ in results], f"{args.method} on {args.task} [{args.preset}]"))
+    print(f"records in {Path(args.out) / 'runs' / args.task / args.method}")
+    return 0
+
+
+def cmd_evaluate(args: Namespace) -> int:
+    from nasrepro.harness.parallel import run_many
+    from nasrepro.harness.runner import EvaluateRequest
+
+    requests = [
+        EvaluateRequest(
+            task=args.task,
+            arch=args.arch,
+            preset=args.preset,
+            seed=seed,
+            out=Path(args.out),
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            wandb=args.wandb,
+            devices=args.devices,
+            num_nodes=args.num_nodes,
+            strategy=args.strategy,
+        )
+        for seed in _seeds(args, "0")
+    ]
+    results = run_many("evaluate", requests, 1)
+    for record, path in results:
+        print(
+            f"seed {record['seed']:>3}: val {record['metrics']['val']:.2f}  test {record['metrics']['test']:.2f}"
+            f"  ({record['metrics']['train_seconds']:.1f} s)  -> {path}"
+        )
+    print(_summary([r for r, _ in results], f"{args.arch} on {args.task} [{args.preset}]"))
+    return 0
+
+
+def cmd_tasks(args: Namespace) -> int:
+    from nasrepro.tasks import get_task, task_names
+
+    for name in task_names():
+        task = get_task(name)
+        print(
+            f"{name:<28} {task.kind:<6} {task.metric.name} ({task.metric.direction})  "
+            f"space: {task.default_space or '-'}"
+        )
+    return 0
+
+
+def cmd_methods(args: Namespace) -> int:
+    from nasrepro.methods import get_method, method_names
+
+    for name in method_names():
+        doc = (get_method(name).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<18} {doc}")
+    return 0
+
+
+def cmd_data(args: Namespace) -> int:
+    from nasrepro.paths import data_dir
+
+    action = args.action
+    sub = args[action]
+    if action == "check":
+        from nasrepro.tasks import get_task, task_names
+
+        root = data_dir(sub.data_dir)
+        rows = [row for name in task_names() for row in get_task(name).check_data(root)]
+        seen, unique = set(), []
+        for row in rows:
+            if (row.dataset, row.path) not in seen:
+                seen.add((row.dataset, row.path))
+                unique.append(row)
+        print(f"data dir: {root}")
+        print(f"{'dataset':<22} {'status':<9} {'path':<50} detail")
+        for row in unique:
+            print(f"{row.dataset:<22} {row.status:<9} {row.path:<50} {row.detail}")
+        return 0
+    if action == "download":
+        from nasrepro.tasks.downloads import download
+
+        print(download(sub.name, data_dir(sub.data_dir)))
+        return 0
+    from nasrepro.tasks.nasbench201 import convert
+
+    print(convert(Path(sub.source), Path(sub.out)))
+    return 0
+
+
+def cmd_leaderboard(args: Namespace) -> int:
+    from nasrepro.tracking.leaderboard import build
+
+    written = build(Path(args.results))
+    for path in written:
+        print(path)
+    return 0
+
+
+COMMANDS = {
+    "search": cmd_search,
+    "evaluate": cmd_evaluate,
+    "tasks": cmd_tasks,
+    "methods": cmd_methods,
+    "data": cmd_data,
+    "leaderboard": cmd_leaderboard,
+}
+
+
+def _one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if len(lines) > 2:
+        given = [line for line in lines if line.startswith("Given value:")]
+        lines = [lines[0], *(given or lines[1:2])]
+    return " ".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["search", *argv]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        command = args.command or "search"
+        return COMMANDS[command](args[command] if args.command else _search_parser().get_defaults())
+    except UsageError as err:
+        print(f"nasrepro: error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+    except NasreproError as err:
+        print(f"nasrepro: error: {_one_line(str(err))}", file=sys.stderr)
+        return err.exit_code
+    except argparse.ArgumentError as err:
+        print(f"nasrepro: error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nasrepro: interrupted; finished records are on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

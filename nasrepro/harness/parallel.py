@@ -1,0 +1,45 @@
+"""Runs several independent seeds at once, one process each, as far as the cores allow.
+
+Seeds are independent runs (Lindauer & Hutter 2020, best practice 9), so they parallelise
+perfectly; each process gets an equal share of the cores' threads so two trainings do not fight
+over the same two cores. Results come back in request order, whatever order they finish in.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+Kind = Literal["search", "evaluate"]
+
+
+def _run_one(kind: Kind, request: Any) -> tuple[dict[str, Any], Path]:
+    from nasrepro.harness import runner
+
+    return runner.run_search(request) if kind == "search" else runner.run_evaluate(request)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_many(
+    kind: Kind, requests: Sequence[Any], workers: int | None = None
+) -> list[tuple[dict[str, Any], Path]]:
+    """Run every request; in parallel processes when there are several and cores allow."""
+    cores = os.cpu_count() or 1
+    workers = min(workers or cores, len(requests))
+    if workers <= 1:
+        return [_run_one(kind, request) for request in requests]
+    context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start is unsafe
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(max(1, cores // workers),)
+    ) as pool:
+        futures = [pool.submit(_run_one, kind, request) for request in requests]
+        return [future.result() for future in futures]

@@ -1,0 +1,261 @@
+"""Runs one search or one evaluation end to end and writes its record.
+
+This is the single path from the command line (and from reproduce scripts) to a record, so every
+method and task is measured, costed and recorded the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasrepro.errors import UsageError
+from nasrepro.harness.evaluator import Evaluator, Reward, TableEvaluator, TrainEvaluator
+from nasrepro.harness.space import Space
+from nasrepro.harness.task import Task
+from nasrepro.paths import data_dir as resolve_data_dir
+from nasrepro.tracking import records
+from nasrepro.tracking.wandb_log import WandbMode, check_mode, lightning_logger, log_record
+
+SCALE = {"smoke": "smoke test (not a result)", "cpu": "cpu-scale", "paper": "paper setting"}
+
+
+def quiet_lightning() -> None:
+    """Lightning's per-fit banners drown the one line a user needs; keep its warnings only."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass
+class SearchRequest:
+    """Everything that defines one search run (all of it is stored in the record's `config`)."""
+
+    method: str
+    task: str
+    seed: int = 0
+    budget: int | None = None
+    preset: str = "cpu"
+    reward: Reward = "val"
+    space: str | None = None
+    method_config: dict[str, Any] = field(default_factory=dict)
+    out: Path = Path("results")
+    data_dir: Path | None = None
+    wandb: WandbMode = "offline"
+    measure: bool = True
+
+    def to_config(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["out"] = str(self.out)
+        out["data_dir"] = None  # machine-specific; not part of what defines the run
+        return out
+
+
+def scale_label(task: Task, preset: str) -> str:
+    if task.kind == "table":
+        return "table look-up of the benchmark's own training runs" if preset != "smoke" else SCALE["smoke"]
+    return SCALE[preset]
+
+
+def resolve_space(task: Task, name: str | None) -> Space:
+    if name is None:
+        return task.space()
+    from nasrepro.spaces import get_space
+
+    return get_space(name)
+
+
+def make_evaluator(task: Task, space: Space, req: SearchRequest, budget: int) -> Evaluator:
+    if task.kind == "table":
+        return TableEvaluator(task, space, budget=budget, reward=req.reward)
+    return TrainEvaluator(
+        task, space, budget=budget, reward=req.reward, preset=req.preset, seed=req.seed, data_dir=req.data_dir
+    )
+
+
+def compute_device(task: Task) -> str:
+    """Where evaluations ran: a table look-up is CPU work; training goes where Lightning's "auto" puts it."""
+    import torch
+
+    return "cuda" if task.kind == "train" and torch.cuda.is_available() else "cpu"
+
+
+def hardware_metrics(task: Task, model: Any) -> dict[str, float]:
+    """Params, FLOPs, latency and training-step memory of a built model on this machine's CPU."""
+    from nasrepro.harness.metrics import model_metrics
+
+    return model_metrics(model, task.example_input(1), device="cpu", latency=True)
+
+
+def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
+    """Search, select the incumbent by the reward, record its final metrics, write the record."""
+    from nasrepro.harness.metrics import machine_info, search_cost
+    from nasrepro.methods import get_method
+    from nasrepro.tasks import get_task
+
+    quiet_lightning()
+    check_mode(req.wandb)
+    task = get_task(req.task)
+    preset = task.preset(req.preset)
+    space = resolve_space(task, req.space)
+    method = get_method(req.method)(req.method_config)
+    budget = req.budget or preset.search_budget
+    if budget < 1:
+        raise UsageError(f"--budget must be a positive number of unique queries, got {budget}")
+    evaluator = make_evaluator(task, space, req, budget)
+
+    start = time.perf_counter()
+    result = method.search(task, space, budget, evaluator, req.seed)
+    wall = time.perf_counter() - start
+
+    best = next(q for q in evaluator.history if q.arch == result.best_arch)
+    metrics: dict[str, Any] = {"val": best.val, "test": best.test, **best.metrics}
+    if req.measure and task.kind == "train":
+        metrics.update(hardware_metrics(task, space.to_model(space.parse(best.arch), task)))
+    cost = search_cost(wall, compute_device(task))
+    cost.update(
+        queries=evaluator.n_queries, evaluation_seconds=evaluator.total_cost, cost_model=evaluator.cost_model
+    )
+    record = {
+        "schema_version": 1,
+        "kind": "search",
+        "method": req.method,
+        "task": req.task,
+        "space": space.describe(),
+        "seed": req.seed,
+        "preset": req.preset,
+        "scale": scale_label(task, req.preset),
+        "budget": budget,
+        "reward": req.reward,
+        "direction": task.metric.direction,
+        "metric": task.metric.name,
+        "best_arch": result.best_arch,
+        "metrics": metrics,
+        "search_cost": cost,
+        "history": [q.to_dict() for q in evaluator.history],
+        "duplicates": evaluator.duplicates,
+        "config": {**req.to_config(), "method_config": method.config.to_dict(), "preset": preset.to_dict()},
+        "versions": records.versions(),
+        "machine": machine_info(),
+        "git_commit": records.git_commit(),
+        "created": records.now(),
+    }
+    path = records.record_path(req.out, req.task, req.method, req.preset, req.seed, budget)
+    records.write_record(record, path)
+    log_record(record, req.wandb, req.out / "wandb")
+    return record, path
+
+
+@dataclass
+class EvaluateRequest:
+    """Train one architecture from scratch under a task's protocol."""
+
+    task: str
+    arch: str
+    preset: str = "cpu"
+    seed: int = 0
+    out: Path = Path("results")
+    data_dir: Path | None = None
+    wandb: WandbMode = "offline"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+    def to_config(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["out"] = str(self.out)
+        out["data_dir"] = None
+        return out
+
+
+def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
+    """Build `req.arch` (a reference name or a canonical architecture string), train, record."""
+    from nasrepro.harness.metrics import machine_info, search_cost
+    from nasrepro.harness.training import fit_and_evaluate
+    from nasrepro.tasks import get_task
+
+    quiet_lightning()
+    check_mode(req.wandb)
+    task = get_task(req.task)
+    if task.kind == "table":
+        raise UsageError(
+            f"{req.task} is a table task: there is nothing to train; query it with `nasrepro search`"
+        )
+    preset = task.preset(req.preset)
+    reference = task.reference_arch(req.arch)
+    if reference is not None:
+        model, space_info, label = reference.build(task), {"name": "reference"}, req.arch
+        if reference.recipe:
+            preset = dataclasses.replace(preset, recipe=preset.recipe.replace(**reference.recipe))
+    else:
+        try:
+            space = task.space()
+        except UsageError:
+            raise UsageError(
+                f"{req.arch!r} is not a reference architecture of {req.task} "
+                f"({', '.join(task.reference_archs()) or 'none'})"
+            ) from None
+        arch = space.parse(req.arch)
+        model, space_info = space.to_model(arch, task), space.describe()
+        label = "arch-" + hashlib.sha256(str(arch).encode()).hexdigest()[:10]
+    data_root = resolve_data_dir(req.data_dir)
+    logger = lightning_logger(
+        req.wandb,
+        req.out / "wandb",
+        f"{req.task}/{label}/s{req.seed}",
+        {"task": req.task, "arch": req.arch, "preset": preset.to_dict(), "seed": req.seed},
+    )
+    hw = hardware_metrics(task, model)
+    start = time.perf_counter()
+    result = fit_and_evaluate(
+        task,
+        model,
+        preset,
+        req.seed,
+        data_root,
+        logger=logger,
+        devices=req.devices,
+        num_nodes=req.num_nodes,
+        strategy=req.strategy,
+    )
+    wall = time.perf_counter() - start
+    if logger:
+        logger.experiment.summary.update({"final/val": result["val"], "final/test": result["test"]})
+        logger.experiment.finish()
+    cost = search_cost(wall, compute_device(task))
+    cost.update(queries=1, evaluation_seconds=wall, cost_model="our own training wall time")
+    record = {
+        "schema_version": 1,
+        "kind": "evaluate",
+        "method": label,
+        "task": req.task,
+        "space": space_info,
+        "seed": req.seed,
+        "preset": req.preset,
+        "scale": scale_label(task, req.preset),
+        "budget": None,
+        "reward": "val",
+        "direction": task.metric.direction,
+        "metric": task.metric.name,
+        "best_arch": req.arch if reference is not None else str(arch),
+        "metrics": {
+            "val": result["val"],
+            "test": result["test"],
+            **hw,
+            "train_seconds": result["train_seconds"],
+        },
+        "search_cost": cost,
+        "history": [],
+        "config": {**req.to_config(), "preset": preset.to_dict()},
+        "versions": records.versions(),
+        "machine": machine_info(),
+        "git_commit": records.git_commit(),
+        "created": records.now(),
+    }
+    path = records.record_path(req.out, req.task, label, req.preset, req.seed, None, kind="evaluate")
+    records.write_record(record, path)
+    return record, path

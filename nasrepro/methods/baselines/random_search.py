@@ -1,0 +1,65 @@
+"""Random sampling and random search, as Lindauer & Hutter (2020, Section 3, best practice 8) and
+Yang et al. (2020) define them -- two different baselines:
+
+* random sampling: draw architectures uniformly and report them without selection; its mean over
+  seeds is the "average architecture" that relative improvement (Yang et al. 2020, Section 3) is
+  measured against;
+* random search: draw architectures uniformly until the budget is spent and return the one with
+  the best reward (validation accuracy by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasrepro.harness.evaluator import Evaluator
+from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
+from nasrepro.harness.space import Space
+from nasrepro.harness.task import Task
+
+
+@dataclass
+class RandomSamplingConfig(MethodConfig):
+    #: architectures drawn per seed; the first is the reported one (no selection)
+    samples: int = 1
+
+
+@register_method
+class RandomSampling(Method):
+    """One uniformly drawn architecture per seed, reported as is."""
+
+    name = "random-sampling"
+    Config = RandomSamplingConfig
+
+    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
+        rng = self.rng(seed)
+        first = evaluator.query(space.sample(rng))
+        for _ in range(min(self.config.samples, budget) - 1):
+            evaluator.query(space.sample(rng))
+        return SearchResult(best_arch=first.arch, history=list(evaluator.history))
+
+
+@dataclass
+class RandomSearchConfig(MethodConfig):
+    pass
+
+
+@register_method
+class RandomSearch(Method):
+    """Uniform samples until `budget` unique architectures are evaluated; the best by reward wins.
+
+    Duplicates are free (the evaluator answers them from its cache), so the budget is spent on
+    distinct architectures; a space smaller than the budget is enumerated in full.
+    """
+
+    name = "random"
+    Config = RandomSearchConfig
+
+    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
+        rng = self.rng(seed)
+        size = space.size()
+        if size is not None and size <= budget:
+            evaluator.query_many(space.enumerate())
+        while not evaluator.exhausted and (size is None or evaluator.n_queries < size):
+            evaluator.query(space.sample(rng))
+        return self.result(evaluator)

@@ -1,0 +1,1 @@
+"""Run records (JSON), Weights & Biases logging, and the leaderboard built from records alone."""

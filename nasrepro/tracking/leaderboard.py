@@ -1,0 +1,248 @@
+"""The leaderboard: tables and figures built from run records alone, byte-stable on rebuild.
+
+Per task, one row per (method, preset, budget, reward): n seeds, mean ± std of the final test
+metric, relative improvement over random sampling (Yang, Esperança & Carlucci, ICLR 2020, Section
+3: RI = 100 * (m - r) / r against the randomly sampled average architecture), search cost, and
+the number the method's paper reported (from `methods/<paper>/paper.yaml`) with the difference.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nasrepro.tracking.records import atomic_write_text, iter_records
+
+METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
+GroupKey = tuple[str, str, str, int | None, str]  # task, method, preset, budget, reward
+
+
+@dataclass
+class Row:
+    task: str
+    method: str
+    preset: str
+    budget: int | None
+    reward: str
+    records: list[dict[str, Any]]
+
+    @property
+    def tests(self) -> list[float]:
+        return [r["metrics"]["test"] for r in self.records if r["metrics"].get("test") is not None]
+
+    @property
+    def direction(self) -> str:
+        return self.records[0].get("direction", "max")
+
+
+def paper_numbers(methods_dir: Path = METHODS_DIR) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(method, task): entry} from every `paper.yaml` (entries: task, value, table, verified)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(methods_dir.glob("*/paper.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        for entry in doc.get("results", []):
+            out[(doc["method"], entry["task"])] = entry
+    return out
+
+
+def group(records: Iterable[dict[str, Any]]) -> dict[str, list[Row]]:
+    groups: dict[GroupKey, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record["kind"] != "search":
+            key = (record["task"], f"{record['method']} (trained)", record["preset"], None, "val")
+        else:
+            key = (
+                record["task"],
+                record["method"],
+                record["preset"],
+                record.get("budget"),
+                record.get("reward", "val"),
+            )
+        groups[key].append(record)
+    by_task: dict[str, list[Row]] = defaultdict(list)
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3] or 0, k[4])):
+        recs = sorted(groups[key], key=lambda r: r["seed"])
+        by_task[key[0]].append(Row(*key, records=recs))
+    return dict(sorted(by_task.items()))
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _relative_improvement(row: Row, rows: list[Row]) -> str:
+    base = [t for r in rows if r.method == "random-sampling" and r.reward == row.reward for t in r.tests]
+    if not base or not row.tests or row.method == "random-sampling":
+        return "—"
+    ref, mean = statistics.mean(base), statistics.mean(row.tests)
+    sign = 1.0 if row.direction == "max" else -1.0
+    return f"{sign * 100.0 * (mean - ref) / ref:+.2f}%"
+
+
+def _cost(row: Row) -> str:
+    walls = [r["search_cost"]["wall_seconds"] for r in row.records]
+    queries = [r["search_cost"]["queries"] for r in row.records]
+    return f"{statistics.mean(queries):.0f} q, {statistics.mean(walls):.1f} s"
+
+
+def _paper(row: Row, papers: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
+    entry = papers.get((row.method, row.task))
+    if not entry or not row.tests:
+        return "—", "—"
+    mark = "" if entry.get("verified", False) else " (unverified)"
+    return (
+        f"{entry['value']}{mark} [{entry.get('table', '')}]",
+        f"{statistics.mean(row.tests) - entry['value']:+.2f}",
+    )
+
+
+def _machines(rows: list[Row]) -> str:
+    cpus = sorted({r.get("machine", {}).get("cpu_model", "?") for row in rows for r in row.records})
+    commits = sorted({r.get("git_commit", "?")[:12] for row in rows for r in row.records})
+    return f"machines: {', '.join(cpus)}; commits: {', '.join(commits)}"
+
+
+def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str], dict[str, Any]]) -> str:
+    out = io.StringIO()
+    out.write("# nasrepro leaderboard\n\n")
+    out.write(
+        "Built by `nasrepro leaderboard` from the run records under `runs/` alone; rebuild it rather than "
+        "editing it. Test metric of the incumbent selected by the reward (validation unless the row says "
+        "test); mean ± std over n seeds. RI: relative improvement over random sampling (Yang et al., ICLR "
+        "2020). Cost: unique queries and search wall-clock per seed on the recording machine. "
+        "`scale` says what a row may be compared with: cpu-scale rows are not the paper setting.\n"
+    )
+    for task, rows in by_task.items():
+        metric = rows[0].records[0].get("metric", "metric")
+        direction = "higher" if rows[0].direction == "max" else "lower"
+        out.write(f"\n## {task}\n\nTest {metric} ({direction} is better). {_machines(rows)}.\n\n")
+        out.write(
+            "| method | preset | scale | budget | reward | n | test | RI vs random sampling | cost | paper | Δ vs paper |\n"
+        )
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for row in rows:
+            paper, delta = _paper(row, papers)
+            scale = row.records[0].get("scale", row.preset)
+            out.write(
+                f"| {row.method} | {row.preset} | {scale} | {row.budget or '—'} | {row.reward} | "
+                f"{len(row.records)} | {_mean_std(row.tests)} | {_relative_improvement(row, rows)} | "
+                f"{_cost(row)} | {paper} | {delta} |\n"
+            )
+        figures = _figure_names(task)
+        out.write(f"\n![best so far]({figures[0]})\n")
+    return out.getvalue()
+
+
+def _figure_names(task: str) -> tuple[str, str]:
+    slug = task.replace("/", "_")
+    return f"figures/{slug}_best_so_far.png", f"figures/{slug}_accuracy_vs_cost.png"
+
+
+def _incumbent_curves(record: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Best reward so far and the test metric of that incumbent, after each query."""
+    sign = 1.0 if record.get("direction", "max") == "max" else -1.0
+    best_score, best_test, scores, tests = -math.inf, math.nan, [], []
+    for q in record["history"]:
+        if q["score"] is not None and sign * q["score"] > best_score:
+            best_score, best_test = sign * q["score"], q["test"] if q["test"] is not None else math.nan
+        scores.append(sign * best_score if best_score > -math.inf else math.nan)
+        tests.append(best_test)
+    return scores, tests
+
+
+def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    best_path, scatter_path = (results_dir / name for name in _figure_names(task))
+    best_path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for row in rows:
+        if not row.records[0]["history"]:
+            continue
+        curves = [_incumbent_curves(r) for r in row.records]
+        length = min(len(c[0]) for c in curves)
+        if length < 2:
+            continue
+        x = np.arange(1, length + 1)
+        label = f"{row.method} ({row.preset}, b={row.budget}, n={len(row.records)})"
+        for ax, idx in zip(axes, (0, 1), strict=True):
+            ys = np.array([c[idx][:length] for c in curves], dtype=float)
+            mean = np.nanmean(ys, axis=0)
+            line = ax.plot(x, mean, label=label, linewidth=1.2)[0]
+            if len(curves) > 1:
+                std = np.nanstd(ys, axis=0)
+                ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color(), linewidth=0)
+    metric = rows[0].records[0].get("metric", "metric")
+    for ax, title in zip(
+        axes, (f"best validation {metric} so far", f"test {metric} of the incumbent"), strict=True
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("unique queries")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{task}: mean ± std over seeds")
+    fig.tight_layout()
+    fig.savefig(best_path, metadata={"Software": None})
+    plt.close(fig)
+    written.append(best_path)
+
+    points = [
+        (r["metrics"].get("params", r["metrics"].get("params_m")), r["metrics"]["test"], row.method)
+        for row in rows
+        for r in row.records
+        if r["metrics"].get("test") is not None
+    ]
+    points = [p for p in points if p[0] is not None]
+    if points:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for method in sorted({p[2] for p in points}):
+            xs = [p[0] for p in points if p[2] == method]
+            ys = [p[1] for p in points if p[2] == method]
+            ax.scatter(xs, ys, label=method, s=14, alpha=0.7)
+        unit = "params (millions)" if "params_m" in rows[0].records[0]["metrics"] else "params"
+        ax.set_xlabel(unit)
+        ax.set_ylabel(f"test {metric}")
+        ax.set_title(f"{task}: accuracy vs cost (one point per run)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(scatter_path, metadata={"Software": None})
+        plt.close(fig)
+        written.append(scatter_path)
+    return written
+
+
+def build(results_dir: Path) -> list[Path]:
+    """Write `LEADERBOARD.md` and the figures for every record under `results_dir/runs`."""
+    from nasrepro.errors import UsageError
+
+    if not (results_dir / "runs").is_dir():
+        raise UsageError(
+            f"no records under {results_dir / 'runs'}; run `nasrepro search --out {results_dir}` first"
+        )
+    by_task = group(record for _, record in iter_records(results_dir))
+    papers = paper_numbers()
+    written = []
+    for task, rows in by_task.items():
+        written += plot_task(task, rows, results_dir)
+    board = results_dir / "LEADERBOARD.md"
+    atomic_write_text(board, render_markdown(by_task, papers))
+    return [board, *written]

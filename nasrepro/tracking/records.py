@@ -1,0 +1,173 @@
+"""Run records: one JSON file per run, validated against `record.schema.json`, written atomically.
+
+A record is the unit of evidence: every number on the leaderboard is read back from one, and it
+says how it was made (preset, seed, machine, versions, commit) so it can be rerun and cited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from nasrepro.errors import DataError
+
+SCHEMA_PATH = Path(__file__).with_name("record.schema.json")
+#: Fields that legitimately differ between two runs of the same seed (timing and provenance).
+VOLATILE_KEYS = frozenset(
+    {
+        "created",
+        "wall_seconds",
+        "cost_seconds",
+        "cumulative_cost",
+        "device_hours",
+        "evaluation_seconds",
+        "train_seconds",
+        "latency_ms",
+        "iqr_ms",
+        "machine",
+        "git_commit",
+        "versions",
+    }
+)
+PACKAGES = (
+    "nasrepro",
+    "torch",
+    "torchvision",
+    "lightning",
+    "torch_geometric",
+    "numpy",
+    "nas-bench-graph",
+    "wandb",
+)
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(record: dict[str, Any]) -> None:
+    """Raise `jsonschema.ValidationError` if `record` breaks the schema."""
+    jsonschema.validate(record, schema())
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The commit the code ran from, with `+dirty` if the tree had local changes ("unknown" outside git)."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never a part.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed over
+    the target (rename is atomic on POSIX); if anything fails, the temporary file is removed and
+    the previous file survives.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_record(record: dict[str, Any], path: Path) -> Path:
+    """Validate and atomically write one record."""
+    validate(record)
+    atomic_write_text(path, dumps(record))
+    return path
+
+
+def record_path(
+    out_dir: Path,
+    task: str,
+    method: str,
+    preset: str,
+    seed: int,
+    budget: int | None,
+    kind: str = "search",
+    tag: str = "",
+) -> Path:
+    """`out/runs/<task>/<method>/<preset>[-b<budget>][-<tag>]-s<seed>.json`."""
+    parts = [preset] + ([f"b{budget}"] if budget else []) + ([tag] if tag else []) + [f"s{seed}"]
+    name = "-".join(parts) + ".json"
+    folder = out_dir / "runs" / task / (method if kind == "search" else f"evaluate-{method}")
+    return folder / name
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Load and validate one record; a broken file is one clear `DataError`."""
+    try:
+        record = json.loads(path.read_text())
+        validate(record)
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(
+            f"record {path} is unreadable or not JSON ({err}); delete it and rerun that seed"
+        ) from None
+    except jsonschema.ValidationError as err:
+        raise DataError(f"record {path} does not match the record schema: {err.message}") from None
+    return record
+
+
+def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every record under `results_dir/runs`, in sorted path order (for reproducible outputs)."""
+    for path in sorted((results_dir / "runs").rglob("*.json")):
+        yield path, read_record(path)
+
+
+def strip_volatile(value: Any) -> Any:
+    """`value` without the keys in `VOLATILE_KEYS`, recursively: what must match across reruns."""
+    if isinstance(value, dict):
+        return {k: strip_volatile(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [strip_volatile(v) for v in value]
+    return value

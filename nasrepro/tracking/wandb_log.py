@@ -1,0 +1,95 @@
+"""Weights & Biases logging, offline unless the user opts in, so nothing waits on a network.
+
+Lightning fits log through `WandbLogger`; a search logs its per-query history (score, best so
+far, cumulative cost) and the record's final metrics as one W&B run. Records never contain
+credentials: only our own config and metrics are sent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from nasrepro.errors import UsageError
+
+WandbMode = Literal["offline", "online", "disabled"]
+MODES = ("offline", "online", "disabled")
+PROJECT = os.environ.get("NASREPRO_WANDB_PROJECT", "nasrepro")
+
+
+def check_mode(mode: str) -> WandbMode:
+    if mode not in MODES:
+        raise UsageError(f"--wandb must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def _quiet() -> None:
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+
+
+def lightning_logger(mode: WandbMode, save_dir: Path, name: str, config: dict[str, Any]) -> Any:
+    """A Lightning `WandbLogger` in `mode`, or False when disabled."""
+    if check_mode(mode) == "disabled":
+        return False
+    _quiet()
+    from lightning.pytorch.loggers import WandbLogger
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        project=PROJECT,
+        name=name,
+        save_dir=str(save_dir),
+        offline=mode == "offline",
+        config=config,
+        log_model=False,
+    )
+
+
+def log_record(record: dict[str, Any], mode: WandbMode, save_dir: Path) -> Path | None:
+    """Log a finished run's history and metrics; returns the W&B run folder (None when disabled)."""
+    if check_mode(mode) == "disabled":
+        return None
+    _quiet()
+    import wandb
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{record['task']}/{record['method']}/{record['preset']}/s{record['seed']}"
+    run = wandb.init(
+        project=PROJECT,
+        name=name,
+        mode=mode,
+        dir=str(save_dir),
+        job_type=record["kind"],
+        group=f"{record['task']}/{record['method']}",
+        reinit="finish_previous",
+        config={
+            k: record[k]
+            for k in ("method", "task", "seed", "preset", "budget", "reward", "config")
+            if k in record
+        },
+        settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True),
+    )
+    try:
+        best = None
+        fitness_sign = 1.0 if record.get("direction", "max") == "max" else -1.0
+        for query in record["history"]:
+            row = {"query": query["index"] + 1, "cumulative_cost": query["cumulative_cost"]}
+            if query["score"] is not None:
+                row["score"] = query["score"]
+                if best is None or fitness_sign * query["score"] > fitness_sign * best:
+                    best = query["score"]
+            if best is not None:
+                row["best_so_far"] = best
+            run.log(row)
+        summary = {f"final/{k}": v for k, v in record["metrics"].items() if isinstance(v, int | float)}
+        summary.update(
+            {f"cost/{k}": v for k, v in record["search_cost"].items() if isinstance(v, int | float)}
+        )
+        summary["best_arch"] = record["best_arch"]
+        run.summary.update(summary)
+        folder = Path(run.dir).parent
+    finally:
+        run.finish()
+    return folder
