@@ -8,6 +8,7 @@ overrides, and every usage error is one line on stderr with exit status 2; runti
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import statistics
@@ -119,6 +120,7 @@ def build_parser() -> ArgumentParser:
     sub.add_subcommand("methods", ArgumentParser(exit_on_error=False), help="list registered methods")
 
     data = ArgumentParser(exit_on_error=False, description="Dataset utilities.")
+    sub.add_subcommand("data", data, help="check, download or convert datasets")
     data_sub = data.add_subcommands(required=True, dest="action")
     check = ArgumentParser(exit_on_error=False)
     check.add_argument("--data-dir", type=str | None, default=None)
@@ -136,7 +138,6 @@ def build_parser() -> ArgumentParser:
     )
     convert.add_argument("--out", type=str, required=True, help="the compact Parquet table to write")
     data_sub.add_subcommand("convert-nb201", convert, help="write nasrepro's compact NAS-Bench-201 table")
-    sub.add_subcommand("data", data, help="check, download or convert datasets")
 
     board = ArgumentParser(exit_on_error=False)
     board.add_argument("--results", type=str, default="results")
@@ -174,8 +175,8 @@ def cmd_search(args: Namespace) -> int:
     from nasrepro.methods import get_method
     from nasrepro.tasks import get_task
 
-    task = get_task(args.task)  # fail fast on names before starting processes
-    get_method(args.method)
+    task = get_task(args.task)  # fail fast on names and options before starting processes
+    get_method(args.method)(dict(args.method_config))
     task.preset(args.preset)
     if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget must be a positive number of unique queries, got {args.budget}")
@@ -281,9 +282,18 @@ def cmd_data(args: Namespace) -> int:
 
         print(download(sub.name, data_dir(sub.data_dir)))
         return 0
-    from nasrepro.tasks.nasbench201 import convert
+    from nasrepro.tasks import nasbench201
 
-    print(convert(Path(sub.source), Path(sub.out)))
+    source, out = Path(sub.source), Path(sub.out)
+    if source.is_dir():
+        written = nasbench201.convert_from_csvs(source, out)
+    elif source.exists():
+        written = nasbench201.convert_from_official(source, out)
+    else:
+        raise UsageError(
+            f"--source {source} does not exist; give the official benchmark file or the CSV folder"
+        )
+    print(f"wrote {written}")
     return 0
 
 
@@ -315,6 +325,9 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # torch warns at import that a CUDA toolkit exists without a CUDA runtime: noise on CPU machines
+    # that would break the "one line per error" contract.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["search", *argv]

@@ -18,8 +18,14 @@ def test_baselines_are_registered():
 
 @pytest.mark.parametrize("name", ["random", "evolution"])
 def test_budget_is_spent_exactly_and_result_is_the_best_seen(name, toy_task, toy_space):
-    result, ev = run(name, toy_task, toy_space, budget=12, seed=3, config={"population": 6, "sample_size": 2}
-                     if name == "evolution" else None)
+    result, ev = run(
+        name,
+        toy_task,
+        toy_space,
+        budget=12,
+        seed=3,
+        config={"population": 6, "sample_size": 2} if name == "evolution" else None,
+    )
     assert ev.n_queries == 12
     assert result.best_arch == max(ev.history, key=lambda q: q.score).arch
 

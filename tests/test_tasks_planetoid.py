@@ -7,15 +7,22 @@ from nasrepro.harness.training import fit_and_evaluate
 from nasrepro.tasks.planetoid import PlanetoidTask, load_planetoid
 
 
-@pytest.mark.parametrize(("name", "nodes", "features", "classes", "train", "val", "test", "edges"), [
-    ("cora", 2708, 1433, 7, 140, 500, 1000, 10556),
-    ("citeseer", 3327, 3703, 6, 120, 500, 1000, 9104),
-])
+@pytest.mark.parametrize(
+    ("name", "nodes", "features", "classes", "train", "val", "test", "edges"),
+    [
+        ("cora", 2708, 1433, 7, 140, 500, 1000, 10556),
+        ("citeseer", 3327, 3703, 6, 120, 500, 1000, 9104),
+    ],
+)
 def test_public_split_shapes(data_root, name, nodes, features, classes, train, val, test, edges):
     data = load_planetoid(name, data_root)
     assert data.x.shape == (nodes, features)
     assert int(data.y.max()) + 1 == classes
-    assert (int(data.train_mask.sum()), int(data.val_mask.sum()), int(data.test_mask.sum())) == (train, val, test)
+    assert (int(data.train_mask.sum()), int(data.val_mask.sum()), int(data.test_mask.sum())) == (
+        train,
+        val,
+        test,
+    )
     assert data.edge_index.shape[1] == edges  # directed count: Cora has 5,278 undirected edges
     assert abs(float(data.x[data.x.sum(1) > 0].sum(1).mean()) - 1.0) < 1e-5  # row-normalised features
 

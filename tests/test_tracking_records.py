@@ -14,12 +14,22 @@ from nasrepro.tracking import records
 
 def minimal_record(**changes):
     record = {
-        "schema_version": 1, "kind": "search", "method": "random", "task": "toy", "space": {"name": "toy"},
-        "seed": 0, "preset": "smoke", "best_arch": "000011",
+        "schema_version": 1,
+        "kind": "search",
+        "method": "random",
+        "task": "toy",
+        "space": {"name": "toy"},
+        "seed": 0,
+        "preset": "smoke",
+        "best_arch": "000011",
         "metrics": {"val": 60.0, "test": 59.0},
         "search_cost": {"wall_seconds": 0.1, "device": "cpu", "device_hours": 0.0, "queries": 1},
         "history": [{"index": 0, "arch": "000011", "score": 60.0, "cumulative_cost": 1.0, "status": "ok"}],
-        "config": {}, "versions": records.versions(), "machine": {}, "git_commit": "abc", "created": records.now(),
+        "config": {},
+        "versions": records.versions(),
+        "machine": {},
+        "git_commit": "abc",
+        "created": records.now(),
     }
     record.update(changes)
     return record
@@ -30,10 +40,16 @@ def test_valid_record_round_trips(tmp_path):
     assert records.read_record(path)["best_arch"] == "000011"
 
 
-@pytest.mark.parametrize("change", [
-    {"seed": -1}, {"preset": "gpu"}, {"kind": "other"}, {"metrics": {"val": 1.0}},
-    {"history": [{"index": 0, "arch": "x", "score": 1.0, "cumulative_cost": 0.0, "status": "maybe"}]},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seed": -1},
+        {"preset": "gpu"},
+        {"kind": "other"},
+        {"metrics": {"val": 1.0}},
+        {"history": [{"index": 0, "arch": "x", "score": 1.0, "cumulative_cost": 0.0, "status": "maybe"}]},
+    ],
+)
 def test_schema_rejects_broken_records(tmp_path, change):
     with pytest.raises(jsonschema.ValidationError):
         records.write_record(minimal_record(**change), tmp_path / "r.json")

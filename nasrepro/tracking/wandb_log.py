@@ -92,4 +92,7 @@ def log_record(record: dict[str, Any], mode: WandbMode, save_dir: Path) -> Path 
         folder = Path(run.dir).parent
     finally:
         run.finish()
+        # The run file is written by W&B's background service; tearing it down waits until every
+        # record is on disk, so the offline run is complete when this function returns.
+        wandb.teardown()
     return folder
