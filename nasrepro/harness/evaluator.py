@@ -69,6 +69,9 @@ class Evaluator(ABC):
         self._cache: dict[str, Query] = {}
         self.duplicates = 0
         self._duplicate_streak = 0
+        #: answers of an interrupted run, replayed instead of re-evaluated (see harness/checkpoint.py)
+        self._replay: dict[str, Query] = {}
+        self.checkpoint: Any = None
 
     # --- budget --------------------------------------------------------------------------------
     @property
@@ -106,6 +109,13 @@ class Evaluator(ABC):
         if self.exhausted:
             raise BudgetExhausted(f"budget of {self.budget} unique queries is spent")
         self._duplicate_streak = 0
+        if key in self._replay:
+            return self._replay_one(key)
+        if self._replay:
+            raise NasreproError(
+                f"resumed search diverged: query {len(self.history)} is {key}, but the checkpoint recorded "
+                f"{min(self._replay.values(), key=lambda q: q.index).arch}; the method is not deterministic"
+            )
         start = time.perf_counter()
         try:
             outcome = self._evaluate(self.space.canonical(arch))
@@ -114,24 +124,36 @@ class Evaluator(ABC):
             outcome, status, reason = None, "failed", str(failure)
         wall = time.perf_counter() - start
         cost = (outcome.cost_seconds if outcome else 0.0) + wall
-        if outcome is not None:
-            score = outcome.val if self.reward == "val" else outcome.test
+        score = None if outcome is None else (outcome.val if self.reward == "val" else outcome.test)
         query = Query(
-            index=len(self.history),
-            arch=key,
-            score=score if outcome else None,
-            val=outcome.val if outcome else None,
-            test=outcome.test if outcome else None,
-            cost_seconds=cost,
-            cumulative_cost=self.total_cost + cost,
-            wall_seconds=wall,
-            status=status,
-            reason=reason,
-            metrics=outcome.metrics if outcome else {},
+            index=len(self.history), arch=key, score=score,
+            val=outcome.val if outcome else None, test=outcome.test if outcome else None,
+            cost_seconds=cost, cumulative_cost=self.total_cost + cost, wall_seconds=wall,
+            status=status, reason=reason, metrics=outcome.metrics if outcome else {},
         )
         self.history.append(query)
         self._cache[key] = query
+        if self.checkpoint is not None:
+            self.checkpoint.maybe_save(self)
         return query
+
+    def resume_from(self, queries: list[Query]) -> None:
+        """Answer these queries from the checkpoint when the replayed method asks for them again."""
+        self._replay = {q.arch: q for q in queries}
+
+    def _replay_one(self, key: str) -> Query:
+        query = self._replay.pop(key)
+        if query.index != len(self.history):
+            raise NasreproError(
+                f"resumed search diverged: {key} was query {query.index} before, now {len(self.history)}"
+            )
+        self.history.append(query)
+        self._cache[key] = query
+        return query
+
+    @property
+    def replaying(self) -> bool:
+        return bool(self._replay)
 
     def query_many(self, archs: Iterable[Arch]) -> list[Query]:
         """Evaluate several architectures, stopping silently when the budget runs out."""

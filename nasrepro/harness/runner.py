@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nasrepro.errors import UsageError
+from nasrepro.harness.checkpoint import SearchCheckpoint
 from nasrepro.harness.evaluator import Evaluator, Reward, TableEvaluator, TrainEvaluator
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
@@ -47,12 +48,19 @@ class SearchRequest:
     data_dir: Path | None = None
     wandb: WandbMode = "offline"
     measure: bool = True
+    resume: bool = False
+    checkpoint_seconds: float = 5.0
 
     def to_config(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["out"] = str(self.out)
         out["data_dir"] = None  # machine-specific; not part of what defines the run
         return out
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for a checkpoint to be resumed by this request."""
+        keep = ("method", "task", "seed", "budget", "preset", "reward", "space", "method_config")
+        return {k: v for k, v in self.to_config().items() if k in keep}
 
 
 def scale_label(task: Task, preset: str) -> str:
@@ -106,11 +114,18 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     budget = req.budget or preset.search_budget
     if budget < 1:
         raise UsageError(f"--budget must be a positive number of unique queries, got {budget}")
+    path = records.record_path(req.out, req.task, req.method, req.preset, req.seed, budget)
+    if req.resume and path.exists():
+        return records.read_record(path), path  # finished before the interruption
     evaluator = make_evaluator(task, space, req, budget)
+    checkpoint = SearchCheckpoint(path.with_name(f".{path.stem}.checkpoint"), req.fingerprint(),
+                                  req.checkpoint_seconds)
+    if req.resume:
+        evaluator.resume_from(checkpoint.load())
+    evaluator.checkpoint = checkpoint
 
-    start = time.perf_counter()
     result = method.search(task, space, budget, evaluator, req.seed)
-    wall = time.perf_counter() - start
+    wall = checkpoint.elapsed()
 
     best = next(q for q in evaluator.history if q.arch == result.best_arch)
     metrics: dict[str, Any] = {"val": best.val, "test": best.test, **best.metrics}
@@ -144,8 +159,8 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
         "git_commit": records.git_commit(),
         "created": records.now(),
     }
-    path = records.record_path(req.out, req.task, req.method, req.preset, req.seed, budget)
     records.write_record(record, path)
+    checkpoint.remove()
     log_record(record, req.wandb, req.out / "wandb")
     return record, path
 
