@@ -32,9 +32,12 @@ def _init_worker(threads: int) -> None:
 def run_many(
     kind: Kind, requests: Sequence[Any], workers: int | None = None
 ) -> list[tuple[dict[str, Any], Path]]:
-    """Run every request; in parallel processes when there are several and cores allow."""
+    """Run every request; in parallel processes when there are several and cores allow.
+
+    `workers` defaults to `NASREPRO_WORKERS`, else the number of cores.
+    """
     cores = os.cpu_count() or 1
-    workers = min(workers or cores, len(requests))
+    workers = min(workers or int(os.environ.get("NASREPRO_WORKERS", 0)) or cores, len(requests))
     if workers <= 1:
         return [_run_one(kind, request) for request in requests]
     context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start is unsafe
