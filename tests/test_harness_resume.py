@@ -49,11 +49,14 @@ def run_script(tmp_path, method, seed, out, resume, config):
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE), log
 
 
-@pytest.mark.parametrize("method, config, trials", [
-    ("evolution", {"population": 6, "sample_size": 3}, 2),
-    pytest.param("random", {}, 3, marks=pytest.mark.slow),
-    pytest.param("evolution", {"population": 6, "sample_size": 3}, 6, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "method, config, trials",
+    [
+        ("evolution", {"population": 6, "sample_size": 3}, 2),
+        pytest.param("random", {}, 3, marks=pytest.mark.slow),
+        pytest.param("evolution", {"population": 6, "sample_size": 3}, 6, marks=pytest.mark.slow),
+    ],
+)
 def test_sigkill_and_resume_equals_uninterrupted(tmp_path, method, config, trials):
     reference_out = tmp_path / "reference"
     proc, _ = run_script(tmp_path, method, 4, reference_out, False, config)
@@ -78,10 +81,18 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path, method, config, trial
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
         (path,) = out.rglob("*.json")
         resumed = read_record(path)
-        assert strip_volatile(resumed) == strip_volatile(reference) | {"config": strip_volatile(resumed["config"])}
-        assert resumed["history"] == [dict(q, cost_seconds=r["cost_seconds"], cumulative_cost=r["cumulative_cost"],
-                                           wall_seconds=r["wall_seconds"])
-                                      for q, r in zip(reference["history"], resumed["history"], strict=True)]
+        assert strip_volatile(resumed) == strip_volatile(reference) | {
+            "config": strip_volatile(resumed["config"])
+        }
+        assert resumed["history"] == [
+            dict(
+                q,
+                cost_seconds=r["cost_seconds"],
+                cumulative_cost=r["cumulative_cost"],
+                wall_seconds=r["wall_seconds"],
+            )
+            for q, r in zip(reference["history"], resumed["history"], strict=True)
+        ]
         evaluated = log.read_text().split()
         # Nothing finished was lost: every evaluation is done once, except at most the ones after the last save.
         assert len(evaluated) - len(evaluated_before) <= 30 - len(evaluated_before) + 1

@@ -15,8 +15,13 @@ SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "reproduce").glob("*.sh"
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
 def test_smoke_preset_runs_and_writes_records(script, tmp_path, data_root):
     env = dict(os.environ, NASREPRO_DATA=str(data_root), WANDB_MODE="offline")
-    proc = subprocess.run(["bash", str(script), "--preset", "smoke", "--out", str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(script), "--preset", "smoke", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = list(iter_records(tmp_path))
     assert records, "the script wrote no run records"
@@ -26,6 +31,10 @@ def test_smoke_preset_runs_and_writes_records(script, tmp_path, data_root):
 
 def test_scripts_reject_unknown_presets(tmp_path):
     for script in SCRIPTS:
-        proc = subprocess.run(["bash", str(script), "--preset", "huge", "--out", str(tmp_path)],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["bash", str(script), "--preset", "huge", "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and "smoke" in proc.stderr

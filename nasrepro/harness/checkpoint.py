@@ -47,14 +47,23 @@ class SearchCheckpoint:
             state = json.loads(self.path.read_text())
             queries = [Query(**q) for q in state["history"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise DataError(f"checkpoint {self.path} is corrupt ({err}); delete it to restart this seed") from None
+            raise DataError(
+                f"checkpoint {self.path} is corrupt ({err}); delete it to restart this seed"
+            ) from None
         if state.get("format") != FORMAT:
-            raise DataError(f"checkpoint {self.path} has format {state.get('format')}, expected {FORMAT}; delete it")
+            raise DataError(
+                f"checkpoint {self.path} has format {state.get('format')}, expected {FORMAT}; delete it"
+            )
         if state["fingerprint"] != self.fingerprint:
-            changed = sorted(k for k in {**state["fingerprint"], **self.fingerprint}
-                             if state["fingerprint"].get(k) != self.fingerprint.get(k))
-            raise UsageError(f"checkpoint {self.path} belongs to a run with different {', '.join(changed)}; "
-                             "rerun with the same options or without --resume")
+            changed = sorted(
+                k
+                for k in {**state["fingerprint"], **self.fingerprint}
+                if state["fingerprint"].get(k) != self.fingerprint.get(k)
+            )
+            raise UsageError(
+                f"checkpoint {self.path} belongs to a run with different {', '.join(changed)}; "
+                "rerun with the same options or without --resume"
+            )
         self.elapsed_before = float(state.get("wall_seconds", 0.0))
         return queries
 
@@ -62,8 +71,12 @@ class SearchCheckpoint:
         return self.elapsed_before + time.monotonic() - self._started
 
     def save(self, evaluator: Evaluator) -> None:
-        state = {"format": FORMAT, "fingerprint": self.fingerprint, "wall_seconds": self.elapsed(),
-                 "history": [q.to_dict() for q in evaluator.history]}
+        state = {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "wall_seconds": self.elapsed(),
+            "history": [q.to_dict() for q in evaluator.history],
+        }
         atomic_write_text(self.path, json.dumps(state, allow_nan=False))
         self._last_save = time.monotonic()
 

@@ -126,10 +126,17 @@ class Evaluator(ABC):
         cost = (outcome.cost_seconds if outcome else 0.0) + wall
         score = None if outcome is None else (outcome.val if self.reward == "val" else outcome.test)
         query = Query(
-            index=len(self.history), arch=key, score=score,
-            val=outcome.val if outcome else None, test=outcome.test if outcome else None,
-            cost_seconds=cost, cumulative_cost=self.total_cost + cost, wall_seconds=wall,
-            status=status, reason=reason, metrics=outcome.metrics if outcome else {},
+            index=len(self.history),
+            arch=key,
+            score=score,
+            val=outcome.val if outcome else None,
+            test=outcome.test if outcome else None,
+            cost_seconds=cost,
+            cumulative_cost=self.total_cost + cost,
+            wall_seconds=wall,
+            status=status,
+            reason=reason,
+            metrics=outcome.metrics if outcome else {},
         )
         self.history.append(query)
         self._cache[key] = query
@@ -227,9 +234,10 @@ class TrainEvaluator(Evaluator):
         trainer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(task, space, budget, reward)
+        from nasrepro.harness.recipe import with_overrides
         from nasrepro.paths import data_dir as resolve_data_dir
 
-        self.preset = task.preset(preset)
+        self.preset = with_overrides(task.preset(preset), space.recipe_overrides(task))
         self.seed = seed
         self.data_dir = resolve_data_dir(data_dir)
         self.trainer_kwargs = trainer_kwargs or {}

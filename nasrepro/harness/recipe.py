@@ -98,3 +98,19 @@ def configure_optimizers(params: Iterable[Any], recipe: TrainRecipe) -> dict[str
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
     raise UsageError(f"unknown schedule {recipe.schedule!r}; use constant or cosine")
+
+
+def with_overrides(preset: Preset, overrides: Mapping[str, Any]) -> Preset:
+    """`preset` with a model family's own training settings (its paper's recipe) applied.
+
+    A reference network or a search space may train with its paper's optimiser, learning rate and
+    epochs rather than the task's default recipe. The smoke preset keeps its own (short) epoch count,
+    since it exists only to prove that the pipeline runs.
+    """
+    fields = {f.name for f in dataclasses.fields(TrainRecipe)}
+    changes = {k: v for k, v in overrides.items() if k in fields}
+    if preset.name == "smoke":
+        changes.pop("epochs", None)
+    if not changes:
+        return preset
+    return dataclasses.replace(preset, recipe=preset.recipe.replace(**changes))

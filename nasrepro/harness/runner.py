@@ -17,6 +17,7 @@ from typing import Any
 from nasrepro.errors import UsageError
 from nasrepro.harness.checkpoint import SearchCheckpoint
 from nasrepro.harness.evaluator import Evaluator, Reward, TableEvaluator, TrainEvaluator
+from nasrepro.harness.recipe import with_overrides
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.paths import data_dir as resolve_data_dir
@@ -118,8 +119,9 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     if req.resume and path.exists():
         return records.read_record(path), path  # finished before the interruption
     evaluator = make_evaluator(task, space, req, budget)
-    checkpoint = SearchCheckpoint(path.with_name(f".{path.stem}.checkpoint"), req.fingerprint(),
-                                  req.checkpoint_seconds)
+    checkpoint = SearchCheckpoint(
+        path.with_name(f".{path.stem}.checkpoint"), req.fingerprint(), req.checkpoint_seconds
+    )
     if req.resume:
         evaluator.resume_from(checkpoint.load())
     evaluator.checkpoint = checkpoint
@@ -204,8 +206,7 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
     reference = task.reference_arch(req.arch)
     if reference is not None:
         model, space_info, label = reference.build(task), {"name": "reference"}, req.arch
-        if reference.recipe:
-            preset = dataclasses.replace(preset, recipe=preset.recipe.replace(**reference.recipe))
+        preset = with_overrides(preset, reference.recipe)
     else:
         try:
             space = task.space()
@@ -216,6 +217,7 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
             ) from None
         arch = space.parse(req.arch)
         model, space_info = space.to_model(arch, task), space.describe()
+        preset = with_overrides(preset, space.recipe_overrides(task))
         label = "arch-" + hashlib.sha256(str(arch).encode()).hexdigest()[:10]
     data_root = resolve_data_dir(req.data_dir)
     logger = lightning_logger(

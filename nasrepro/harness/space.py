@@ -54,6 +54,10 @@ class Space(ABC):
         """The trainable network of `arch`, shaped for `task`'s inputs and outputs."""
         raise NotImplementedError(f"space {self.name!r} does not build models")
 
+    def recipe_overrides(self, task: Task) -> dict[str, Any]:
+        """Training settings this space's networks were designed with (TrainRecipe field names)."""
+        return {}
+
     def enumerate(self) -> Iterator[Arch]:
         """Every architecture once (finite spaces only)."""
         raise NotImplementedError(f"space {self.name!r} cannot be enumerated")

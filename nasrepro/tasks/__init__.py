@@ -9,6 +9,22 @@ from nasrepro.registry import Registry
 
 TASKS: Registry[Callable[[], Task]] = Registry("task")
 _loaded = False
+_MODULES = ("planetoid", "cifar10", "imagenet", "ptb", "nasbench_graph", "nasbench201")
+#: Which module registers which task, so `get_task` imports only that module: a table search then
+#: starts without importing Lightning, torchvision or PyG. A test checks it against the registry.
+MODULE_OF = {
+    "cora": "planetoid",
+    "citeseer": "planetoid",
+    "pubmed": "planetoid",
+    "cifar10": "cifar10",
+    "imagenet": "imagenet",
+    "ptb": "ptb",
+    **{
+        f"nasbench-graph/{d}": "nasbench_graph"
+        for d in ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")
+    },
+    **{f"nasbench201/{d}": "nasbench201" for d in ("cifar10", "cifar100", "imagenet16-120")},
+}
 
 
 def _load() -> None:
@@ -19,7 +35,7 @@ def _load() -> None:
     _loaded = True
     import importlib
 
-    for module in ("planetoid", "cifar10", "imagenet", "ptb", "nasbench_graph", "nasbench201"):
+    for module in _MODULES:
         importlib.import_module(f"nasrepro.tasks.{module}")
 
 
@@ -28,7 +44,13 @@ _instances: dict[str, Task] = {}
 
 def get_task(name: str) -> Task:
     """The task registered as `name` (one shared instance per process)."""
-    _load()
+    if name not in _instances and name not in TASKS:
+        if name in MODULE_OF:
+            import importlib
+
+            importlib.import_module(f"nasrepro.tasks.{MODULE_OF[name]}")
+        else:
+            _load()
     if name not in _instances:
         _instances[name] = TASKS.get(name)()
     return _instances[name]
