@@ -189,6 +189,15 @@ class EvaluateRequest:
         return out
 
 
+def evaluate_label(arch: str) -> str:
+    """The folder name of `nasrepro evaluate` records for a searched (not reference) architecture."""
+    return "arch-" + hashlib.sha256(arch.encode()).hexdigest()[:10]
+
+
+def evaluate_record_path(req: EvaluateRequest, label: str) -> Path:
+    return records.record_path(req.out, req.task, label, req.preset, req.seed, None, kind="evaluate")
+
+
 def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
     """Build `req.arch` (a reference name or a canonical architecture string), train, record."""
     from nasrepro.harness.metrics import machine_info, search_cost
@@ -218,7 +227,7 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         arch = space.parse(req.arch)
         model, space_info = space.to_model(arch, task), space.describe()
         preset = with_overrides(preset, space.recipe_overrides(task))
-        label = "arch-" + hashlib.sha256(str(arch).encode()).hexdigest()[:10]
+        label = evaluate_label(str(arch))
     data_root = resolve_data_dir(req.data_dir)
     logger = lightning_logger(
         req.wandb,
@@ -273,6 +282,6 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         "git_commit": records.git_commit(),
         "created": records.now(),
     }
-    path = records.record_path(req.out, req.task, label, req.preset, req.seed, None, kind="evaluate")
+    path = evaluate_record_path(req, label)
     records.write_record(record, path)
     return record, path

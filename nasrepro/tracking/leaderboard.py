@@ -56,6 +56,8 @@ def paper_numbers(methods_dir: Path = METHODS_DIR) -> dict[tuple[str, str], dict
 def group(records: Iterable[dict[str, Any]]) -> dict[str, list[Row]]:
     groups: dict[GroupKey, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
+        if record["kind"] == "evaluate" and record["space"].get("name") != "reference":
+            continue  # trained searched architectures are diagnostics (e.g. table agreement), not entries
         if record["kind"] != "search":
             key = (record["task"], f"{record['method']} (trained)", record["preset"], None, "val")
         else:
