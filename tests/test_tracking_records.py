@@ -122,3 +122,12 @@ def test_strip_volatile_keeps_what_must_be_reproducible():
 def test_record_paths_are_per_task_method_preset_budget_seed(tmp_path):
     path = records.record_path(tmp_path, "nasbench-graph/cora", "evolution", "cpu", 3, 100)
     assert path == tmp_path / "runs" / "nasbench-graph" / "cora" / "evolution" / "cpu-b100-s3.json"
+
+
+def test_dumps_is_json_with_one_line_per_query():
+    record = minimal_record()
+    record["history"] = record["history"] * 3
+    text = records.dumps(record)
+    assert json.loads(text) == record
+    assert sum(line.startswith('  {"arch"') for line in text.splitlines()) == 3
+    assert json.loads(records.dumps(minimal_record(history=[])))["history"] == []

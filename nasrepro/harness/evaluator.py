@@ -122,8 +122,8 @@ class Evaluator(ABC):
             status, reason = "ok", ""
         except EvaluationFailed as failure:
             outcome, status, reason = None, "failed", str(failure)
-        wall = time.perf_counter() - start
-        cost = (outcome.cost_seconds if outcome else 0.0) + wall
+        wall = round(time.perf_counter() - start, 6)  # microseconds: finer is noise, and bloats records
+        cost = round((outcome.cost_seconds if outcome else 0.0) + wall, 6)
         score = None if outcome is None else (outcome.val if self.reward == "val" else outcome.test)
         query = Query(
             index=len(self.history),

@@ -116,8 +116,19 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+_HISTORY = "__nasrepro_history__"
+
+
 def dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    """Indented JSON with one line per history entry: readable, diffable, and a 500-query record
+    stays around 80 kB instead of three times that."""
+    head = json.dumps({**record, "history": _HISTORY}, indent=1, sort_keys=True, allow_nan=False)
+    rows = [
+        json.dumps(q, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        for q in record.get("history", [])
+    ]
+    body = "[\n  " + ",\n  ".join(rows) + "\n ]" if rows else "[]"
+    return head.replace(json.dumps(_HISTORY), body, 1) + "\n"
 
 
 def write_record(record: dict[str, Any], path: Path) -> Path:
