@@ -243,8 +243,11 @@ class TrainEvaluator(Evaluator):
         self.trainer_kwargs = trainer_kwargs or {}
 
     def _evaluate(self, arch: Arch) -> Outcome:
+        import lightning as L
+
         from nasrepro.harness.training import fit_and_evaluate
 
+        L.seed_everything(self.seed, workers=True, verbose=False)  # initial weights follow the seed
         model = self.space.to_model(arch, self.task)
         n_params = sum(p.numel() for p in model.parameters())
         result = fit_and_evaluate(

@@ -213,6 +213,9 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         )
     preset = task.preset(req.preset)
     reference = task.reference_arch(req.arch)
+    import lightning as L
+
+    L.seed_everything(req.seed, workers=True, verbose=False)  # initial weights follow --seed
     if reference is not None:
         model, space_info, label = reference.build(task), {"name": "reference"}, req.arch
         preset = with_overrides(preset, reference.recipe)

@@ -132,10 +132,16 @@ def _presets() -> dict[str, Preset]:
     paper = TrainRecipe(
         epochs=200, lr=0.01, optimizer="adam", weight_decay=5e-4, schedule="constant", dropout=0.5
     )
+    # Search budgets (unique architectures trained): a live search trains every query for hundreds
+    # of full-batch epochs, so the cpu preset keeps it to an hour on two cores.
     return {
-        "smoke": Preset("smoke", paper.replace(epochs=100), 20, "100 epochs, full graph: seconds"),
-        "cpu": Preset("cpu", paper, 100, "the paper recipe (200 full-batch epochs), which is CPU-cheap"),
-        "paper": Preset("paper", paper, 500, "Kipf & Welling 2017 Section 5.2"),
+        "smoke": Preset(
+            "smoke", paper.replace(epochs=100), 3, "100 epochs, full graph, 3 architectures: seconds"
+        ),
+        "cpu": Preset(
+            "cpu", paper, 20, "the paper recipe (200 full-batch epochs), which is CPU-cheap; 20 architectures"
+        ),
+        "paper": Preset("paper", paper, 500, "Kipf & Welling 2017 Section 5.2; 500 architectures"),
     }
 
 
