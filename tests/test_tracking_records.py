@@ -131,3 +131,12 @@ def test_dumps_is_json_with_one_line_per_query():
     assert json.loads(text) == record
     assert sum(line.startswith('  {"arch"') for line in text.splitlines()) == 3
     assert json.loads(records.dumps(minimal_record(history=[])))["history"] == []
+
+
+def test_records_are_world_readable(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = records.write_record(minimal_record(), tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -142,8 +142,8 @@ def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str],
                 f"{len(row.records)} | {_mean_std(row.tests)} | {_relative_improvement(row, rows)} | "
                 f"{_cost(row)} | {paper} | {delta} |\n"
             )
-        figures = _figure_names(task)
-        out.write(f"\n![best so far]({figures[0]})\n")
+        if any(len(r.records[0]["history"]) > 1 for r in rows):
+            out.write(f"\n![best so far]({_figure_names(task)[0]})\n")
     return out.getvalue()
 
 
@@ -172,39 +172,40 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
     import numpy as np
 
     written = []
+    metric = rows[0].records[0].get("metric", "metric")
     best_path, scatter_path = (results_dir / name for name in _figure_names(task))
     best_path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    for row in rows:
-        if not row.records[0]["history"]:
-            continue
-        curves = [_incumbent_curves(r) for r in row.records]
-        length = min(len(c[0]) for c in curves)
-        if length < 2:
-            continue
-        x = np.arange(1, length + 1)
-        label = f"{row.method} ({row.preset}, b={row.budget}, n={len(row.records)})"
-        for ax, idx in zip(axes, (0, 1), strict=True):
-            ys = np.array([c[idx][:length] for c in curves], dtype=float)
-            mean = np.nanmean(ys, axis=0)
-            line = ax.plot(x, mean, label=label, linewidth=1.2)[0]
-            if len(curves) > 1:
-                std = np.nanstd(ys, axis=0)
-                ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color(), linewidth=0)
-    metric = rows[0].records[0].get("metric", "metric")
-    for ax, title in zip(
-        axes, (f"best validation {metric} so far", f"test {metric} of the incumbent"), strict=True
-    ):
-        ax.set_title(title)
-        ax.set_xlabel("unique queries")
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{task}: mean ± std over seeds")
-    fig.tight_layout()
-    fig.savefig(best_path, metadata={"Software": None})
-    plt.close(fig)
-    written.append(best_path)
+    if any(len(r.records[0]["history"]) > 1 for r in rows):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+        for row in rows:
+            if not row.records[0]["history"]:
+                continue
+            curves = [_incumbent_curves(r) for r in row.records]
+            length = min(len(c[0]) for c in curves)
+            if length < 2:
+                continue
+            x = np.arange(1, length + 1)
+            label = f"{row.method} ({row.preset}, b={row.budget}, n={len(row.records)})"
+            for ax, idx in zip(axes, (0, 1), strict=True):
+                ys = np.array([c[idx][:length] for c in curves], dtype=float)
+                mean = np.nanmean(ys, axis=0)
+                line = ax.plot(x, mean, label=label, linewidth=1.2)[0]
+                if len(curves) > 1:
+                    std = np.nanstd(ys, axis=0)
+                    ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color(), linewidth=0)
+        for ax, title in zip(
+            axes, (f"best validation {metric} so far", f"test {metric} of the incumbent"), strict=True
+        ):
+            ax.set_title(title)
+            ax.set_xlabel("unique queries")
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        axes[1].legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"{task}: mean ± std over seeds")
+        fig.tight_layout()
+        fig.savefig(best_path, metadata={"Software": None})
+        plt.close(fig)
+        written.append(best_path)
 
     points = [
         (r["metrics"].get("params", r["metrics"].get("params_m")), r["metrics"]["test"], row.method)
