@@ -286,5 +286,8 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         "created": records.now(),
     }
     path = evaluate_record_path(req, label)
-    records.write_record(record, path)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # under DDP every rank holds the same result; one writes it
+        records.write_record(record, path)
     return record, path
