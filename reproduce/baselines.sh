@@ -9,15 +9,7 @@
 # paper: the cpu set on all nine NAS-Bench-Graph datasets and all three NAS-Bench-201 datasets.
 # Table look-ups reproduce the benchmarks' own training runs, so cpu and paper differ only in coverage.
 set -euo pipefail
-preset=cpu
-out=results
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --preset) preset="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    *) echo "usage: $0 --preset smoke|cpu|paper [--out DIR]" >&2; exit 2 ;;
-  esac
-done
+source "$(dirname "$0")/lib/args.bash"
 
 case "$preset" in
   smoke) tasks="nasbench-graph/cora"; budgets="20"; seeds="0-1"; export NASREPRO_WORKERS=1 ;;
@@ -27,7 +19,6 @@ case "$preset" in
     tasks="$tasks nasbench-graph/photo nasbench-graph/computers nasbench-graph/arxiv nasbench-graph/proteins"
     tasks="$tasks nasbench201/cifar10 nasbench201/cifar100 nasbench201/imagenet16-120"
     budgets="100 500"; seeds="0-19" ;;
-  *) echo "unknown preset $preset: use smoke, cpu or paper" >&2; exit 2 ;;
 esac
 # Budgets are unique queries; table tasks' "preset" only names the default budget, so the records
 # are filed under the cpu preset label whatever budget is given here.

@@ -9,20 +9,11 @@
 #        on 2 CPU cores.
 # paper: 30 architectures x 3 seeds (the table averages 3 seeds).
 set -euo pipefail
-preset=cpu
-out=results
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --preset) preset="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    *) echo "usage: $0 --preset smoke|cpu|paper [--out DIR]" >&2; exit 2 ;;
-  esac
-done
+source "$(dirname "$0")/lib/args.bash"
 case "$preset" in
   smoke) n=3; seeds=0 ;;
   cpu) n=30; seeds=0-1 ;;
   paper) n=30; seeds=0-2 ;;
-  *) echo "unknown preset $preset: use smoke, cpu or paper" >&2; exit 2 ;;
 esac
 python -m nasrepro.tracking.table_agreement --task cora --table nasbench-graph/cora \
   --n "$n" --seeds "$seeds" --preset "$preset" --out "$out"

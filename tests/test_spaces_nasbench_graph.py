@@ -27,6 +27,7 @@ from nasrepro.spaces.nasbench_graph import (
     raw_hash,
     recipe_hint,
 )
+from nasrepro.tasks.nasbench_graph import SHAPES
 
 nbg = pytest.importorskip("nas_bench_graph")
 FULL_DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
@@ -333,18 +334,6 @@ def test_to_model_uses_the_task_and_its_benchmark_hyper_parameters(space):
         space.to_model(GraphArch((0, 1, 2, 3), ("skip",) * 4), task)
 
 
-#: (input features, outputs) as the benchmark trained each dataset
-SHAPES = {
-    "cora": (1433, 7),
-    "citeseer": (3703, 6),
-    "pubmed": (500, 3),
-    "cs": (6805, 15),
-    "physics": (8415, 5),
-    "photo": (745, 8),
-    "computers": (767, 10),
-    "arxiv": (128, 40),
-    "proteins": (8, 112),
-}
 
 
 def _count(arch: GraphArch, dataset: str, dim: int, num_pre: int, num_pro: int) -> int:
