@@ -77,8 +77,18 @@ def _search_parser() -> ArgumentParser:
         "--method-config", type=dict[str, Any], default={}, help="method hyper-parameters (YAML/JSON)"
     )
     p.add_argument(
-        "--workers", type=int | None, default=None, help="parallel seed processes (default: cores)"
+        "--executor",
+        type=Literal["local", "ray"],
+        default="local",
+        help="local: seeds in parallel processes; ray: each search trains --workers architectures at once",
     )
+    p.add_argument(
+        "--workers",
+        type=int | None,
+        default=None,
+        help="local: parallel seed processes (default: cores); ray: concurrent evaluations per search",
+    )
+    p.add_argument("--resume", action="store_true", help="continue unfinished seeds from their checkpoints")
     p.add_argument("--out", type=str, default="results")
     p.add_argument("--wandb", type=Wandb, default="offline")
     return p
@@ -193,10 +203,16 @@ def cmd_search(args: Namespace) -> int:
             out=Path(args.out),
             data_dir=Path(args.data_dir) if args.data_dir else None,
             wandb=args.wandb,
+            resume=args.resume,
+            executor=args.executor,
+            workers=args.workers or 1,
         )
         for seed in _seeds(args, DEFAULT_SEEDS)
     ]
-    results = run_many("search", requests, args.workers)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    # With Ray the parallelism is inside each search, so seeds run one after another.
+    results = run_many("search", requests, 1 if args.executor == "ray" else args.workers)
     for record, path in results:
         print(
             f"seed {record['seed']:>3}: best {record['best_arch']}  val {record['metrics']['val']:.2f}  "

@@ -334,8 +334,6 @@ def test_to_model_uses_the_task_and_its_benchmark_hyper_parameters(space):
         space.to_model(GraphArch((0, 1, 2, 3), ("skip",) * 4), task)
 
 
-
-
 def _count(arch: GraphArch, dataset: str, dim: int, num_pre: int, num_pro: int) -> int:
     in_dim, out_dim = SHAPES[dataset]
     with torch.device("meta"):  # shapes only: fast, no initialisation
@@ -379,3 +377,18 @@ def test_recipe_hint():
     assert recipe_hint("ogbn-arxiv") == recipe_hint("arxiv")
     with pytest.raises(UsageError, match="no dataset 'mnist'"):
         recipe_hint("mnist")
+
+
+def test_categorical_view_round_trips_and_rejects_bad_indices():
+    space = NasBenchGraphSpace()
+    fields = space.fields()
+    assert [f.group for f in fields] == ["links"] * 4 + ["ops"] * 4
+    assert [len(f.choices) for f in fields[:4]] == [1, 2, 3, 4]  # node k reads the input or an earlier node
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        arch = space.sample(rng)
+        assert space.decode(space.encode(arch)) == arch
+    with pytest.raises(UsageError, match="operation index out of range"):
+        space.decode((0, 0, 0, 0, 0, 0, 0, 9))
+    with pytest.raises(UsageError):
+        space.decode((0, 0, 0, 0) + (OPS.index("skip"),) * 4)  # all-skip is not learnable

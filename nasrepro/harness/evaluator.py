@@ -118,11 +118,14 @@ class Evaluator(ABC):
             )
         start = time.perf_counter()
         try:
-            outcome = self._evaluate(self.space.canonical(arch))
-            status, reason = "ok", ""
+            outcome, status, reason = self._evaluate(self.space.canonical(arch)), "ok", ""
         except EvaluationFailed as failure:
             outcome, status, reason = None, "failed", str(failure)
-        wall = round(time.perf_counter() - start, 6)  # microseconds: finer is noise, and bloats records
+        return self._book(key, outcome, status, reason, time.perf_counter() - start)
+
+    def _book(self, key: str, outcome: Outcome | None, status: str, reason: str, wall: float) -> Query:
+        """Append one new evaluation to the history (and the checkpoint)."""
+        wall = round(wall, 6)  # microseconds: finer is noise, and bloats records
         cost = round((outcome.cost_seconds if outcome else 0.0) + wall, 6)
         score = None if outcome is None else (outcome.val if self.reward == "val" else outcome.test)
         query = Query(
@@ -132,9 +135,9 @@ class Evaluator(ABC):
             val=outcome.val if outcome else None,
             test=outcome.test if outcome else None,
             cost_seconds=cost,
-            cumulative_cost=self.total_cost + cost,
+            cumulative_cost=round(self.total_cost + cost, 6),
             wall_seconds=wall,
-            status=status,
+            status=status,  # type: ignore[arg-type]
             reason=reason,
             metrics=outcome.metrics if outcome else {},
         )
@@ -161,6 +164,11 @@ class Evaluator(ABC):
     @property
     def replaying(self) -> bool:
         return bool(self._replay)
+
+    @property
+    def batch_size(self) -> int:
+        """How many architectures the method may usefully hand over at once (`query_many`)."""
+        return 1
 
     def query_many(self, archs: Iterable[Arch]) -> list[Query]:
         """Evaluate several architectures, stopping silently when the budget runs out."""
@@ -195,6 +203,14 @@ class Evaluator(ABC):
         self.history = [Query(**q) for q in state["history"]]
         self._cache = {q.arch: q for q in self.history}
         self.duplicates = state.get("duplicates", 0)
+
+
+class _call_with_arch:  # noqa: N801  (a picklable partial whose free argument is the architecture)
+    def __init__(self, job: Any) -> None:
+        self.job = job
+
+    def __call__(self, arch: str) -> Any:
+        return self.job(arch=arch)
 
 
 class TableEvaluator(Evaluator):
@@ -238,9 +254,66 @@ class TrainEvaluator(Evaluator):
         from nasrepro.paths import data_dir as resolve_data_dir
 
         self.preset = with_overrides(task.preset(preset), space.recipe_overrides(task))
+        self.preset_name = preset
         self.seed = seed
         self.data_dir = resolve_data_dir(data_dir)
         self.trainer_kwargs = trainer_kwargs or {}
+        #: a `nasrepro.harness.executors.Executor` that trains batches of architectures at once
+        self.executor: Any = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.executor.workers if self.executor is not None else 1
+
+    def query_many(self, archs: Iterable[Arch]) -> list[Query]:
+        """Train the new architectures among `archs` concurrently on the executor, then book every
+        answer in input order, so the history is the same as sequential queries would give."""
+        archs = list(archs)
+        if self.executor is None or self.replaying or len(archs) < 2:
+            return super().query_many(archs)
+        from functools import partial
+
+        from nasrepro.harness.executors import is_failure
+        from nasrepro.harness.executors.jobs import train_evaluation
+
+        new: dict[str, Arch] = {}
+        for arch in archs:
+            key = self.space.key(arch)
+            if key not in self._cache and key not in new and len(new) < self.remaining:
+                new[key] = self.space.canonical(arch)
+        job = partial(
+            train_evaluation,
+            self.task.name,
+            self.space.name,
+            preset=self.preset_name,
+            seed=self.seed,
+            data_dir=str(self.data_dir),
+        )
+        start = time.perf_counter()
+        results = dict(
+            zip(new, self.executor.map(_call_with_arch(job), [str(a) for a in new.values()]), strict=True)
+        )
+        wall = (time.perf_counter() - start) / max(len(new), 1)  # the batch's time, shared out
+        out = []
+        for arch in archs:
+            key = self.space.key(arch)
+            if key in results:
+                result = results.pop(key)
+                if is_failure(result):
+                    out.append(
+                        self._book(key, None, "failed", f"{result.error_type}: {result.message}", wall)
+                    )
+                else:
+                    outcome = Outcome(
+                        val=result["val"],
+                        test=result["test"],
+                        cost_seconds=0.0,
+                        metrics={"params": float(result["params"]), "train_seconds": result["train_seconds"]},
+                    )
+                    out.append(self._book(key, outcome, "ok", "", wall))
+            elif key in self._cache:
+                out.append(self.query(arch))
+        return out
 
     def _evaluate(self, arch: Arch) -> Outcome:
         import lightning as L

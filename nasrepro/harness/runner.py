@@ -51,6 +51,9 @@ class SearchRequest:
     measure: bool = True
     resume: bool = False
     checkpoint_seconds: float = 5.0
+    #: where a train task's evaluations run: `local` (in-process) or `ray` (`workers` at once)
+    executor: str = "local"
+    workers: int = 1
 
     def to_config(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -125,8 +128,16 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     if req.resume:
         evaluator.resume_from(checkpoint.load())
     evaluator.checkpoint = checkpoint
+    executor = None
+    if req.executor != "local" and isinstance(evaluator, TrainEvaluator):
+        from nasrepro.harness.executors import get_executor
 
-    result = method.search(task, space, budget, evaluator, req.seed)
+        executor = evaluator.executor = get_executor(req.executor, workers=req.workers)
+    try:
+        result = method.search(task, space, budget, evaluator, req.seed)
+    finally:
+        if executor is not None:
+            executor.close()
     wall = checkpoint.elapsed()
 
     best = next(q for q in evaluator.history if q.arch == result.best_arch)

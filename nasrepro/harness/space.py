@@ -7,7 +7,8 @@ only through this interface, so a method written for one space runs on every oth
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,19 @@ if TYPE_CHECKING:
     from nasrepro.harness.task import Task
 
 Arch = Hashable
+
+
+@dataclass(frozen=True)
+class Field:
+    """One categorical decision of an architecture, as controllers see it (ENAS, GraphNAS, AGNN).
+
+    `group` is the field's *action class* (AGNN, Zhou et al. 2019, Sec. 4: e.g. "attention" or
+    "hidden"); methods that modify one class at a time change only fields of one group.
+    """
+
+    name: str
+    choices: tuple[str, ...]
+    group: str
 
 
 class Space(ABC):
@@ -65,6 +79,21 @@ class Space(ABC):
     def size(self) -> int | None:
         """Number of distinct architectures, or None where unknown or astronomically large."""
         return None
+
+    # --- the categorical view, for controllers and predictors (optional) -------------------------
+
+    def fields(self) -> tuple[Field, ...]:
+        """The decisions that make up an architecture, in a fixed order (see `encode`)."""
+        raise NotImplementedError(f"space {self.name!r} has no categorical encoding")
+
+    def encode(self, arch: Arch) -> tuple[int, ...]:
+        """`arch` as one choice index per field of `fields()`."""
+        raise NotImplementedError(f"space {self.name!r} has no categorical encoding")
+
+    def decode(self, indices: Sequence[int]) -> Arch:
+        """The architecture with these choice indices; `UsageError` if they are out of range or
+        name an invalid architecture (controllers resample then)."""
+        raise NotImplementedError(f"space {self.name!r} has no categorical encoding")
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description stored in run records."""

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.space import Space
+from nasrepro.harness.space import Field, Space
 from nasrepro.spaces import SPACES
 
 if TYPE_CHECKING:
@@ -495,6 +495,25 @@ class NasBenchGraphSpace(Space):
             if candidate != start:
                 return candidate
         raise AssertionError(f"no mutation of {start} found")  # unreachable: every arch has neighbours
+
+    def fields(self) -> tuple[Field, ...]:
+        """Node k's input (``in<k>``: the raw input or an earlier node) and operation (``op<k>``);
+        two action classes, ``links`` and ``ops``, as in AutoGL's BenchSpace (in0..3, op0..3)."""
+        links = tuple(Field(f"in{k}", tuple(str(v) for v in range(k + 1)), "links") for k in range(N_NODES))
+        ops = tuple(Field(f"op{k}", tuple(self.ops), "ops") for k in range(N_NODES))
+        return links + ops
+
+    def encode(self, arch: GraphArch) -> tuple[int, ...]:
+        arch = self._check(arch)
+        return tuple(arch.links) + tuple(self.ops.index(op) for op in arch.ops)
+
+    def decode(self, indices: Sequence[int]) -> GraphArch:
+        if len(indices) != 2 * N_NODES:
+            raise UsageError(f"a NAS-Bench-Graph encoding has {2 * N_NODES} indices, got {len(indices)}")
+        links, ops = indices[:N_NODES], indices[N_NODES:]
+        if any(not 0 <= int(i) < len(self.ops) for i in ops):
+            raise UsageError(f"operation index out of range 0..{len(self.ops) - 1}: {list(ops)}")
+        return self._check(GraphArch(tuple(int(v) for v in links), tuple(self.ops[int(i)] for i in ops)))
 
     def to_model(self, arch: GraphArch, task: Task) -> nn.Module:
         """The benchmark's network for `arch`, with the hyper-parameters of the matching benchmark

@@ -61,5 +61,6 @@ class RandomSearch(Method):
         if size is not None and size <= budget:
             evaluator.query_many(space.enumerate())
         while not evaluator.exhausted and (size is None or evaluator.n_queries < size):
-            evaluator.query(space.sample(rng))
+            # Independent samples: hand as many to the evaluator as it can train at once.
+            evaluator.query_many([space.sample(rng) for _ in range(evaluator.batch_size)])
         return self.result(evaluator)
