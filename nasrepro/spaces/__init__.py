@@ -18,7 +18,7 @@ def _load() -> None:
     _loaded = True
     import importlib
 
-    for module in ("nasbench_graph", "nasbench201"):
+    for module in ("nasbench_graph", "nasbench201", "graphnas"):
         importlib.import_module(f"nasrepro.spaces.{module}")
 
 
