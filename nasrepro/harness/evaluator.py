@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from nasrepro.errors import BudgetExhausted, EvaluationFailed, NasreproError, UsageError
 from nasrepro.harness.space import Arch, Space
@@ -213,6 +213,20 @@ class _call_with_arch:  # noqa: N801  (a picklable partial whose free argument i
         return self.job(arch=arch)
 
 
+class WarmStart(Protocol):
+    """Hands trained weights from earlier evaluations to new ones (parameter sharing: ENAS,
+    GraphNAS, AGNN's constrained sharing). Only a `TrainEvaluator` training in-process uses it."""
+
+    def before_fit(self, key: str, arch: Arch, model: Any) -> dict[str, Any]:
+        """Copy inherited weights into the freshly built `model`; return recipe overrides for this
+        fit (e.g. fewer epochs to fine-tune) and, under ``"metrics"``, numbers to record."""
+        ...
+
+    def after_fit(self, key: str, arch: Arch, model: Any) -> None:
+        """Keep what later evaluations may inherit from the trained `model`."""
+        ...
+
+
 class TableEvaluator(Evaluator):
     """Look-ups in a tabular benchmark. The cost is the table's recorded training time where it
     has one, plus our own (tiny) look-up time -- never the look-up time alone."""
@@ -260,6 +274,8 @@ class TrainEvaluator(Evaluator):
         self.trainer_kwargs = trainer_kwargs or {}
         #: a `nasrepro.harness.executors.Executor` that trains batches of architectures at once
         self.executor: Any = None
+        #: parameter sharing between evaluations (see `WarmStart`); None trains from scratch
+        self.warm_start: WarmStart | None = None
 
     @property
     def batch_size(self) -> int:
@@ -269,7 +285,7 @@ class TrainEvaluator(Evaluator):
         """Train the new architectures among `archs` concurrently on the executor, then book every
         answer in input order, so the history is the same as sequential queries would give."""
         archs = list(archs)
-        if self.executor is None or self.replaying or len(archs) < 2:
+        if self.executor is None or self.warm_start is not None or self.replaying or len(archs) < 2:
             return super().query_many(archs)
         from functools import partial
 
@@ -318,17 +334,28 @@ class TrainEvaluator(Evaluator):
     def _evaluate(self, arch: Arch) -> Outcome:
         import lightning as L
 
+        from nasrepro.harness.recipe import with_overrides
         from nasrepro.harness.training import fit_and_evaluate
 
         L.seed_everything(self.seed, workers=True, verbose=False)  # initial weights follow the seed
         model = self.space.to_model(arch, self.task)
         n_params = sum(p.numel() for p in model.parameters())
-        result = fit_and_evaluate(
-            self.task, model, self.preset, self.seed, self.data_dir, **self.trainer_kwargs
-        )
+        preset, shared = self.preset, {}
+        if self.warm_start is not None:
+            overrides = dict(self.warm_start.before_fit(self.space.key(arch), arch, model))
+            shared = overrides.pop("metrics", {})
+            preset = with_overrides(preset, overrides)
+        result = fit_and_evaluate(self.task, model, preset, self.seed, self.data_dir, **self.trainer_kwargs)
+        if self.warm_start is not None:
+            self.warm_start.after_fit(self.space.key(arch), arch, model)
         return Outcome(
             val=result["val"],
             test=result["test"],
             cost_seconds=0.0,
-            metrics={"params": float(n_params), "train_seconds": result["train_seconds"]},
+            metrics={
+                "params": float(n_params),
+                "train_seconds": result["train_seconds"],
+                "epochs": float(result["epochs"]),
+                **shared,
+            },
         )
