@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -76,14 +77,20 @@ def scale_label(task: Task, preset: str) -> str:
 def resolve_space(task: Task, name: str | None) -> Space:
     if name is None:
         return task.space()
+    from nasrepro.methods import method_names
     from nasrepro.spaces import get_space
 
+    method_names()  # method packages register their own spaces on import (e.g. proxyless-cifar)
     return get_space(name)
 
 
 def make_evaluator(task: Task, space: Space, req: SearchRequest, budget: int) -> Evaluator:
     if task.kind == "table":
-        return TableEvaluator(task, space, budget=budget, reward=req.reward)
+        table = TableEvaluator(task, space, budget=budget, reward=req.reward)
+        # One-shot methods (proxylessnas) size their supernet fit by the run's preset and, on a table
+        # task, train it on the real images under the run's data folder.
+        table.preset_name, table.data_dir = req.preset, resolve_data_dir(req.data_dir)  # type: ignore[attr-defined]
+        return table
     return TrainEvaluator(
         task, space, budget=budget, reward=req.reward, preset=req.preset, seed=req.seed, data_dir=req.data_dir
     )
@@ -166,6 +173,8 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
         "search_cost": cost,
         "history": [q.to_dict() for q in evaluator.history],
         "duplicates": evaluator.duplicates,
+        # what the method reports besides the history: incumbent trajectories, populations, alphas
+        "method_extra": json.loads(json.dumps(result.extra, default=str)),
         "config": {**req.to_config(), "method_config": method.config.to_dict(), "preset": preset.to_dict()},
         "versions": records.versions(),
         "machine": machine_info(),

@@ -7,7 +7,7 @@ import importlib
 from nasrepro.harness.method import METHODS, Method
 
 #: subpackages that register methods; a paper's package joins this list when it lands
-_MODULES = ("baselines",)
+_MODULES = ("baselines", "proxylessnas", "agnn")
 _loaded = False
 
 

@@ -1,0 +1,105 @@
+"""AGNN's constrained parameter sharing (Zhou et al. 2019, Sec. 5), a `WarmStart` for the harness.
+
+Why constrained: weight sharing as in ENAS/GraphNAS lets any child reuse whatever weights share a
+key, and AGNN argues this is unstable for GNNs, whose accuracy swings with small architecture
+changes. AGNN therefore shares only between *homogeneous* architectures and only from the parent
+(the incumbent the child was derived from), then fine-tunes instead of training from scratch.
+
+The rules implemented here (the paper body is unverified, see README.md; they follow the fact sheet
+``agnn.md`` Sec. 4 and are marked provisional):
+
+1. A child inherits from its parent only: nothing flows between siblings or from older archs.
+2. Layer by layer, a child layer is homogeneous with the parent's layer of the same index when both
+   have exactly the same trainable tensors (names and shapes); then all of them are copied, else
+   none (no partial layers, nothing ever copied across a shape mismatch).
+3. The output layer and batch normalisation are never shared: they are re-initialised, because the
+   output layer is tied to the classifier and BN statistics belong to one architecture.
+4. A child that inherited anything is fine-tuned for `fine_tune_epochs` instead of the full recipe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nasrepro.errors import UsageError
+
+_LAYER = re.compile(r"^(layers\.\d+)\.")
+
+
+def _layer_of(name: str) -> str | None:
+    match = _LAYER.match(name)
+    return match.group(1) if match else None
+
+
+def _shareable(model: nn.Module) -> dict[str, dict[str, Tensor]]:
+    """Trainable tensors per message-passing layer, output layer and batch norms left out (rule 3)."""
+    batch_norm = {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for name, _ in module.named_parameters(recurse=False)
+    }
+    layers: dict[str, dict[str, Tensor]] = defaultdict(dict)
+    for name, param in model.named_parameters():
+        layer = _layer_of(name)
+        if layer is not None and name not in batch_norm:
+            layers[layer][name] = param
+    if layers:
+        output = max(layers, key=lambda layer: int(layer.split(".")[1]))
+        del layers[output]
+    return dict(layers)
+
+
+class ConstrainedSharing:
+    """Keeps trained weights of recent evaluations and hands the parent's homogeneous layers to
+    each child. Set `parent` (an evaluator key) before querying a child."""
+
+    def __init__(self, fine_tune_epochs: int) -> None:
+        if fine_tune_epochs < 1:
+            raise UsageError(f"share_epochs must be at least 1, got {fine_tune_epochs}")
+        self.fine_tune_epochs = fine_tune_epochs
+        self.parent: str | None = None
+        self._bank: dict[str, dict[str, dict[str, Tensor]]] = {}
+
+    def before_fit(self, key: str, arch: Any, model: nn.Module) -> dict[str, Any]:
+        """Copy the parent's homogeneous layers into `model` (rules 1-3); shorten the fit (rule 4)."""
+        parent = self._bank.get(self.parent) if self.parent is not None else None
+        child = _shareable(model)
+        inherited = []
+        if parent is not None:
+            with torch.no_grad():
+                for layer, tensors in child.items():
+                    source = parent.get(layer)
+                    if source is None or set(source) != set(tensors):
+                        continue
+                    if any(source[name].shape != tensor.shape for name, tensor in tensors.items()):
+                        continue
+                    for name, tensor in tensors.items():
+                        tensor.copy_(source[name])
+                    inherited.append(layer)
+        metrics = {"inherited_layers": float(len(inherited)), "shareable_layers": float(len(child))}
+        if not inherited:
+            return {"metrics": metrics}
+        return {"epochs": self.fine_tune_epochs, "metrics": metrics}
+
+    def after_fit(self, key: str, arch: Any, model: nn.Module) -> None:
+        self._bank[key] = {
+            layer: {name: tensor.detach().clone() for name, tensor in tensors.items()}
+            for layer, tensors in _shareable(model).items()
+        }
+
+    def retain(self, keys: Iterable[str]) -> None:
+        """Forget every architecture's weights but `keys` (the incumbent): bounds memory."""
+        keep = set(keys)
+        for key in list(self._bank):
+            if key not in keep:
+                del self._bank[key]
+
+    def has(self, key: str) -> bool:
+        return key in self._bank

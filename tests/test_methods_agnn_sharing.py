@@ -1,0 +1,113 @@
+"""AGNN's constrained parameter sharing: bit-equal inheritance of homogeneous layers only."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from nasrepro.harness.evaluator import TrainEvaluator
+from nasrepro.methods.agnn.sharing import ConstrainedSharing
+from nasrepro.spaces.graphnas import GraphNasSpace
+from nasrepro.tasks import get_task
+
+SPACE = GraphNasSpace()
+TASK = SimpleNamespace(num_features=12, num_classes=3, name="toy")
+PARENT = "gat,mean,relu,4,8|gcn,sum,linear,1,classes"
+
+
+def trained_parent(sharing: ConstrainedSharing) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = SPACE.to_model(SPACE.parse(PARENT), TASK)
+    with torch.no_grad():  # "training": weights no fresh initialisation could give
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    sharing.after_fit(PARENT, None, model)
+    sharing.parent = PARENT
+    return model
+
+
+def test_homogeneous_layers_are_inherited_bit_equal_and_the_output_layer_is_not():
+    sharing = ConstrainedSharing(fine_tune_epochs=7)
+    parent = trained_parent(sharing)
+    child = SPACE.to_model(
+        SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes"), TASK
+    )  # activation changed
+    overrides = sharing.before_fit("child", None, child)
+    assert overrides["epochs"] == 7
+    assert overrides["metrics"] == {"inherited_layers": 1.0, "shareable_layers": 1.0}
+    got, want = dict(child.named_parameters()), dict(parent.named_parameters())
+    for name in got:
+        if name.startswith("layers.0."):
+            assert torch.equal(got[name], want[name]), name
+        else:  # the output layer is re-initialised, never shared
+            assert not torch.equal(got[name], want[name]), name
+
+
+def test_nothing_crosses_a_shape_mismatch():
+    sharing = ConstrainedSharing(fine_tune_epochs=7)
+    parent = trained_parent(sharing)
+    child = SPACE.to_model(SPACE.parse("gat,mean,relu,4,16|gcn,sum,linear,1,classes"), TASK)  # wider
+    before = {n: p.clone() for n, p in child.named_parameters()}
+    overrides = sharing.before_fit("child", None, child)
+    assert "epochs" not in overrides  # nothing inherited: trained with the full recipe
+    assert overrides["metrics"]["inherited_layers"] == 0.0
+    for name, p in child.named_parameters():
+        assert torch.equal(p, before[name]), name
+    assert parent is not None
+
+
+def test_a_layer_with_other_tensors_is_not_homogeneous():
+    sharing = ConstrainedSharing(fine_tune_epochs=7)
+    trained_parent(sharing)
+    # gcn has no attention vector: same weight shape, different tensor set -> no partial copy
+    child = SPACE.to_model(SPACE.parse("gcn,mean,relu,4,8|gcn,sum,linear,1,classes"), TASK)
+    assert sharing.before_fit("child", None, child)["metrics"]["inherited_layers"] == 0.0
+
+
+def test_only_the_parent_is_a_source_and_retain_bounds_the_bank():
+    sharing = ConstrainedSharing(fine_tune_epochs=7)
+    trained_parent(sharing)
+    sharing.parent = "someone-else"
+    child = SPACE.to_model(SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes"), TASK)
+    assert sharing.before_fit("child", None, child)["metrics"]["inherited_layers"] == 0.0
+    sharing.retain([])
+    assert not sharing.has(PARENT)
+
+
+def test_train_evaluator_fine_tunes_inherited_children_on_cora(data_root):
+    task = get_task("cora")
+    evaluator = TrainEvaluator(task, SPACE, budget=2, preset="smoke", data_dir=data_root)
+    sharing = evaluator.warm_start = ConstrainedSharing(fine_tune_epochs=3)
+    parent = evaluator.query(SPACE.parse("gcn,sum,relu,1,16|gcn,sum,linear,1,classes"))
+    sharing.parent = parent.arch
+    child = evaluator.query(SPACE.parse("gcn,sum,elu,1,16|gcn,sum,linear,1,classes"))
+    assert parent.metrics["inherited_layers"] == 0.0
+    assert child.metrics["inherited_layers"] == 1.0
+    assert child.status == "ok" and child.val is not None
+
+
+@pytest.mark.slow  # minutes: the sampled GraphNAS children can be 16-head, 256-unit GATs
+def test_agnn_search_with_sharing_on_cora_inherits_from_the_incumbent(data_root, tmp_path):
+    from nasrepro.harness.runner import SearchRequest, run_search
+
+    request = SearchRequest(
+        method="agnn",
+        task="cora",
+        space="graphnas",
+        seed=0,
+        budget=4,
+        preset="smoke",
+        method_config={"share": True, "ctrl_steps": 3},
+        wandb="disabled",
+        measure=False,
+        data_dir=data_root,
+        out=tmp_path,
+    )
+    record, _ = run_search(request)
+    history = record["history"]
+    assert len(history) == 4 and all(q["status"] == "ok" for q in history)
+    assert history[0]["metrics"]["inherited_layers"] == 0.0  # the first incumbent has no parent
+    # children differ from the incumbent in one action class; those keeping layer 0's shapes inherit it
+    assert any(q["metrics"]["inherited_layers"] == 1.0 for q in history[1:])
