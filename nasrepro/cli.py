@@ -89,6 +89,9 @@ def _search_parser() -> ArgumentParser:
         help="local: parallel seed processes (default: cores); ray: concurrent evaluations per search",
     )
     p.add_argument("--resume", action="store_true", help="continue unfinished seeds from their checkpoints")
+    p.add_argument(
+        "--tag", type=str, default="", help="names a variant (other space/options): kept apart in records"
+    )
     p.add_argument("--out", type=str, default="results")
     p.add_argument("--wandb", type=Wandb, default="offline")
     return p
@@ -114,6 +117,8 @@ def _evaluate_parser() -> ArgumentParser:
     p.add_argument("--devices", type=int | str, default="auto", help="Lightning devices")
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--strategy", type=str, default="auto", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--space", type=str | None, default=None, help="the space of --arch (default: the task's)")
+    p.add_argument("--tag", type=str, default="", help="a retraining study's name: joins the leaderboard")
     return p
 
 
@@ -181,10 +186,11 @@ def _summary(records: list[dict[str, Any]], what: str) -> str:
 
 def cmd_search(args: Namespace) -> int:
     from nasrepro.harness.parallel import run_many
-    from nasrepro.harness.runner import SearchRequest
+    from nasrepro.harness.runner import SearchRequest, check_tag
     from nasrepro.methods import get_method
     from nasrepro.tasks import get_task
 
+    check_tag(args.tag)
     task = get_task(args.task)  # fail fast on names and options before starting processes
     get_method(args.method)(dict(args.method_config))
     task.preset(args.preset)
@@ -204,6 +210,7 @@ def cmd_search(args: Namespace) -> int:
             data_dir=Path(args.data_dir) if args.data_dir else None,
             wandb=args.wandb,
             resume=args.resume,
+            tag=args.tag,
             executor=args.executor,
             workers=args.workers or 1,
         )
@@ -239,6 +246,8 @@ def cmd_evaluate(args: Namespace) -> int:
             devices=args.devices,
             num_nodes=args.num_nodes,
             strategy=args.strategy,
+            space=args.space,
+            tag=args.tag,
         )
         for seed in _seeds(args, "0")
     ]

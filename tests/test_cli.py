@@ -45,6 +45,7 @@ def run(argv, capsys):
         (["search", "--task", "toy", "--reward", "train"], "reward"),
         (["search", "--task", "toy", "--wandb", "maybe"], "wandb"),
         (["search", "--task", "toy", "--executor", "slurm"], "executor"),
+        (["search", "--task", "toy", "--tag", "a/b"], "--tag 'a/b'"),
         (["search", "--task", "toy", "--workers", "0"], "--workers must be at least 1"),
         (
             ["search", "--task", "toy", "--method", "evolution", "--method-config", "{tournament: 3}"],

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ class SearchRequest:
     #: where a train task's evaluations run: `local` (in-process) or `ray` (`workers` at once)
     executor: str = "local"
     workers: int = 1
+    #: names a variant (another space, method options) so its records neither overwrite nor mix with
+    #: the method's default runs; it appears in file names and leaderboard rows
+    tag: str = ""
 
     def to_config(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -64,8 +68,14 @@ class SearchRequest:
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed by this request."""
-        keep = ("method", "task", "seed", "budget", "preset", "reward", "space", "method_config")
+        keep = ("method", "task", "seed", "budget", "preset", "reward", "space", "method_config", "tag")
         return {k: v for k, v in self.to_config().items() if k in keep}
+
+
+def check_tag(tag: str) -> None:
+    """A variant tag becomes part of file names: keep it to a safe alphabet."""
+    if tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", tag):
+        raise UsageError(f"--tag {tag!r}: use letters, digits and _ . = + - (it becomes part of file names)")
 
 
 def scale_label(task: Task, preset: str) -> str:
@@ -125,7 +135,11 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     budget = req.budget or preset.search_budget
     if budget < 1:
         raise UsageError(f"--budget must be a positive number of unique queries, got {budget}")
-    path = records.record_path(req.out, req.task, req.method, req.preset, req.seed, budget)
+    if req.tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+]*", req.tag):
+        raise UsageError(
+            f"--tag {req.tag!r}: use letters, digits and _ . = + (it becomes part of file names)"
+        )
+    path = records.record_path(req.out, req.task, req.method, req.preset, req.seed, budget, tag=req.tag)
     if req.resume and path.exists():
         return records.read_record(path), path  # finished before the interruption
     evaluator = make_evaluator(task, space, req, budget)
@@ -159,6 +173,7 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
         "schema_version": 1,
         "kind": "search",
         "method": req.method,
+        "tag": req.tag,
         "task": req.task,
         "space": space.describe(),
         "seed": req.seed,
@@ -201,6 +216,11 @@ class EvaluateRequest:
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
+    #: the space `arch` belongs to (default: the task's); ignored for reference architectures
+    space: str | None = None
+    #: names a retraining study (e.g. the best architecture a method found): its records join the
+    #: leaderboard as "<tag> (trained)" rows, untagged searched architectures stay diagnostics
+    tag: str = ""
 
     def to_config(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -241,8 +261,10 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         preset = with_overrides(preset, reference.recipe)
     else:
         try:
-            space = task.space()
+            space = resolve_space(task, req.space)
         except UsageError:
+            if req.space is not None:
+                raise
             raise UsageError(
                 f"{req.arch!r} is not a reference architecture of {req.task} "
                 f"({', '.join(task.reference_archs()) or 'none'})"
@@ -281,6 +303,7 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         "schema_version": 1,
         "kind": "evaluate",
         "method": label,
+        "tag": req.tag,
         "task": req.task,
         "space": space_info,
         "seed": req.seed,

@@ -56,14 +56,20 @@ def paper_numbers(methods_dir: Path = METHODS_DIR) -> dict[tuple[str, str], dict
 def group(records: Iterable[dict[str, Any]]) -> dict[str, list[Row]]:
     groups: dict[GroupKey, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        if record["kind"] == "evaluate" and record["space"].get("name") != "reference":
-            continue  # trained searched architectures are diagnostics (e.g. table agreement), not entries
+        if (
+            record["kind"] == "evaluate"
+            and record["space"].get("name") != "reference"
+            and not record.get("tag")
+        ):
+            continue  # untagged trained searched architectures are diagnostics (e.g. table agreement)
         if record["kind"] != "search":
-            key = (record["task"], f"{record['method']} (trained)", record["preset"], None, "val")
+            name = record.get("tag") or record["method"]
+            key = (record["task"], f"{name} (trained)", record["preset"], None, "val")
         else:
+            tag = record.get("tag", "")
             key = (
                 record["task"],
-                record["method"],
+                f"{record['method']} [{tag}]" if tag else record["method"],
                 record["preset"],
                 record.get("budget"),
                 record.get("reward", "val"),
