@@ -44,12 +44,14 @@ class Row:
 
 
 def paper_numbers(methods_dir: Path = METHODS_DIR) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(method, task): entry} from every `paper.yaml` (entries: task, value, table, verified)."""
+    """{(row, task): entry} from every `paper.yaml` (entries: task, value, table, verified, and
+    optionally `row`, the leaderboard row the number belongs to when it is not the method's default
+    row, e.g. ``agnn-best (trained)`` for a retrained architecture)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(methods_dir.glob("*/paper.yaml")):
         doc = yaml.safe_load(path.read_text()) or {}
         for entry in doc.get("results", []):
-            out[(doc["method"], entry["task"])] = entry
+            out[(entry.get("row", doc["method"]), entry["task"])] = entry
     return out
 
 

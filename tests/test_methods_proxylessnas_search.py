@@ -1,0 +1,271 @@
+"""ProxylessNAS search: supernets, the alternating loop (Sec. 3.2), REINFORCE, and the method end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from nasrepro.errors import UsageError
+from nasrepro.harness.runner import SearchRequest, run_search
+from nasrepro.methods.proxylessnas.search import (
+    SEARCH_PRESETS,
+    ProxylessConfig,
+    build_objective,
+    resolve_settings,
+)
+from nasrepro.methods.proxylessnas.search_module import ArchObjective, ProxylessSearchModule, SearchSettings
+from nasrepro.methods.proxylessnas.spaces import CIFAR_SPACE, MBConvSpaceConfig, ProxylessSpace
+from nasrepro.methods.proxylessnas.supernet import MBConvSupernet, NB201Supernet
+from nasrepro.spaces.nasbench201 import OP_NAMES, NB201Arch
+
+#: a tiny MBConv space with the CIFAR geometry rules (zero on stride-1 equal-width blocks)
+TINY = MBConvSpaceConfig(
+    name="tiny", input_size=16, stem_width=8, first_width=8, widths=(8, 16), depths=(2, 2), strides=(1, 2),
+    head_width=16, stem_stride=1,
+)  # fmt: skip
+
+
+def loader(n: int = 32, batch: int = 8, size: int = 16, seed: int = 0) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    data = TensorDataset(
+        torch.randn(n, 3, size, size, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+    )
+    return DataLoader(data, batch_size=batch, shuffle=False)
+
+
+def module_for(
+    net, algorithm: str = "grad", warmup: int = 0, epochs: int = 2, memory: bool = False
+) -> ProxylessSearchModule:
+    settings = SearchSettings(
+        algorithm=algorithm, warmup_epochs=warmup, epochs=epochs, arch_update_every=2, rl_batch_size=3,
+        rl_updates_per_epoch=2, measure_memory=memory,
+    )  # fmt: skip
+    costs = net.edge_costs("flops")
+    objective = ArchObjective(
+        costs, "mul#log", {"ref": costs.arch_cost(net.chosen())}, costs.arch_cost(net.chosen())
+    )
+    return ProxylessSearchModule(net, settings, objective, loader(seed=1))
+
+
+def fit(module: ProxylessSearchModule, batches: int = 4) -> None:
+    trainer = L.Trainer(
+        max_epochs=module.settings.total_epochs, accelerator="cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_train_batches=batches, limit_val_batches=0, deterministic=True,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader(batch=8))
+
+
+def alphas(net) -> list[torch.Tensor]:
+    return [a.detach().clone() for a in net.arch_parameters()]
+
+
+def weights(net) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in net.weight_parameters()]
+
+
+@pytest.mark.parametrize("mode", ["two", "full_v2"])
+def test_weight_step_leaves_alpha_and_unsampled_paths_unchanged(mode: str) -> None:
+    torch.manual_seed(0)
+    net = MBConvSupernet(TINY, 10, mode=mode)
+    module = module_for(net)
+    w_opt, _ = module.configure_optimizers()
+    images, labels = next(iter(loader()))
+    module.weight_step((images, labels), w_opt)  # momentum buffers now exist for the first sample
+    before_a, before_w = alphas(net), {id(p): p.detach().clone() for p in net.weight_parameters()}
+    module.weight_step((images, labels), w_opt)
+    assert all(torch.equal(a, b) for a, b in zip(before_a, alphas(net), strict=True))
+    for edge in net.leaders():
+        for k, op in enumerate(edge.candidates):
+            changed = any(not torch.equal(before_w[id(p)], p) for p in op.parameters())
+            if k != edge.active_index:  # no grad -> no momentum / weight-decay step
+                assert not changed, f"unsampled path {edge.names[k]} was updated"
+            elif edge.names[k] != "zero":
+                assert changed
+
+
+@pytest.mark.parametrize("mode", ["two", "full_v2"])
+def test_arch_step_changes_only_alphas_and_skips_zero_active_edges(mode: str) -> None:
+    torch.manual_seed(1)
+    net = MBConvSupernet(TINY, 10, mode=mode)
+    module = module_for(net)
+    _, a_opt = module.configure_optimizers()
+    changed_any = False
+    for _ in range(4):
+        before_a, before_w = alphas(net), weights(net)
+        module.arch_step(a_opt)
+        assert all(torch.equal(a, b) for a, b in zip(before_w, weights(net), strict=True))
+        for edge, old in zip(net.leaders(), before_a, strict=True):
+            moved = not torch.equal(old, edge.alpha.detach())
+            if edge.active_is_zero:
+                assert not moved  # released set_arch_param_grad: no update on that edge
+            changed_any |= moved
+            if mode == "two" and moved:  # rescaling keeps the unsampled probabilities
+                p_old, p_new = torch.softmax(old, 0), edge.probs.detach()
+                rest = [k for k in range(len(old)) if k not in edge.gated_indices]
+                assert torch.allclose(p_old[rest], p_new[rest], atol=1e-6)
+    assert changed_any
+
+
+def test_warmup_and_joint_epoch_zero_freeze_alpha_then_search_moves_it() -> None:
+    torch.manual_seed(2)
+    net = NB201Supernet(C=4, N=1, input_size=16)
+    start = alphas(net)
+    module = module_for(net, warmup=1, epochs=1)  # warm-up epoch + joint epoch 0: no arch step
+    fit(module)
+    assert all(torch.equal(a, b) for a, b in zip(start, alphas(net), strict=True))
+    assert [row["arch_steps"] for row in module.epoch_log] == [0, 0]
+    module = module_for(net, warmup=0, epochs=2, memory=True)  # joint epoch 1: arch steps after batches 2, 4
+    fit(module)
+    assert [row["arch_steps"] for row in module.epoch_log] == [0, 2]
+    assert any(not torch.equal(a, b) for a, b in zip(start, alphas(net), strict=True))
+    row = module.epoch_log[-1]
+    for key in ("entropy", "derived_arch", "expected_cost", "derived_cost", "train_acc", "derived_val_acc"):
+        assert row[key] is not None
+    assert row["weight_step_ms"] > 0 and row["arch_step_ms"] > 0
+    assert row["weight_memory_mb"] > 0 and row["arch_memory_mb"] > 0
+    assert row["derived_arch"] == str(net.derive())
+    assert set(row["probs"]) == set(net.group_names)
+
+
+def test_nb201_alphas_are_shared_and_samples_tied_across_cells() -> None:
+    net = NB201Supernet(C=4, N=2, input_size=16)
+    assert len(net.arch_parameters()) == 6
+    assert all(len(group) == 3 * 2 for group in net.groups)  # 3 stages x N cells
+    for sample in (net.sample_weight_paths, net.sample_arch_paths):
+        sample()
+        for group in net.groups:
+            assert len({edge.active_index for edge in group}) == 1
+            assert all(edge.alpha is group[0].alpha for edge in group)
+    # the tied estimator is the sum of the per-cell estimators (Eq. (4) is linear in dL/dg)
+    net.sample_arch_paths()
+    net(torch.randn(4, 3, 16, 16)).sum().backward()
+    group = net.groups[3]
+    p = group[0].probs.detach()
+    expected = sum(edge.gate_grad * p - p * (edge.gate_grad * p).sum() for edge in group)
+    net.set_arch_grads()
+    assert torch.allclose(group[0].alpha.grad, expected, atol=1e-5)
+
+
+def test_derive_gives_the_canonical_argmax_architecture() -> None:
+    net = MBConvSupernet(CIFAR_SPACE, 10)
+    space = ProxylessSpace(CIFAR_SPACE)
+    want = "3E3,Z|5E6,7E3|7E6,Z|3E6,5E3|5E3,Z|7E3"
+    with torch.no_grad():
+        for edge, code in zip(net.leaders(), space.parse(want).ops, strict=True):
+            edge.alpha.zero_()
+            edge.alpha[_index(edge, code)] = 1.0
+    derived = net.derive()
+    assert str(derived) == want and space.canonical(derived) == derived
+    nb = NB201Supernet(C=4, N=1)
+    with torch.no_grad():
+        for edge, op in zip(
+            nb.leaders(),
+            ("nor_conv_3x3", "skip_connect", "none", "avg_pool_3x3", "nor_conv_1x1", "none"),
+            strict=True,
+        ):
+            edge.alpha.zero_()
+            edge.alpha[OP_NAMES.index(op)] = 1.0
+    assert nb.derive() == NB201Arch(
+        ("nor_conv_3x3", "skip_connect", "none", "avg_pool_3x3", "nor_conv_1x1", "none")
+    )
+
+
+def _index(edge, code: str) -> int:
+    from nasrepro.methods.proxylessnas.blocks import candidate_op
+
+    return edge.names.index(candidate_op(code).name)
+
+
+def test_costs_match_the_standalone_network() -> None:
+    """E[cost] of a one-hot alpha = the FLOPs of the derived standalone network (fixed + chosen ops)."""
+    from nasrepro.harness.metrics import count_flops
+
+    net = MBConvSupernet(TINY, 10)
+    costs = net.edge_costs("flops")
+    space = ProxylessSpace(TINY)
+    arch = net.derive()
+    model = space.to_model(arch, type("T", (), {"num_classes": 10})())
+    macs = count_flops(model, (torch.zeros(1, 3, 16, 16),))["macs"]
+    assert costs.arch_cost(space.encode(arch)) == pytest.approx(macs, rel=1e-6)
+
+
+def test_reinforce_updates_alpha_and_records_rewards(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(3)
+    net = NB201Supernet(C=4, N=1, input_size=16)
+    module = module_for(net, algorithm="rl", epochs=2)
+    fit(module)  # the loop runs REINFORCE updates in joint epoch 1
+    assert module.epoch_log[-1]["mean_reward"] is not None and module.epoch_log[-1]["arch_steps"] == 2
+    # On random data every sample may score the same accuracy (zero advantage); a reward that depends on
+    # the sampled cell's cost checks the update itself: mean_j (R_j - b) grad(-log p_j), then Adam.
+    import nasrepro.methods.proxylessnas.search_module as sm
+
+    monkeypatch.setattr(sm, "reinforce_reward", lambda acc, cost, ref, tradeoff: ref / cost)
+    module.baseline.value = None
+    _, a_opt = module.configure_optimizers()
+    start = alphas(net)
+    rewards = module.rl_step(a_opt)
+    assert len(rewards) == module.settings.rl_batch_size and len(set(rewards)) > 1
+    assert module.baseline.value == pytest.approx(sum(rewards) / len(rewards))
+    assert any(not torch.equal(a, b) for a, b in zip(start, alphas(net), strict=True))
+
+
+def test_same_seed_same_search() -> None:
+    def run() -> tuple[str, list[list[float]]]:
+        L.seed_everything(7, verbose=False)
+        net = MBConvSupernet(TINY, 10, mode="two")
+        fit(module_for(net, epochs=2))
+        return str(net.derive()), net.probabilities()
+
+    assert run() == run()
+
+
+def test_columns_resolve_and_bad_options_are_usage_errors() -> None:
+    budget = SEARCH_PRESETS[("mbconv", "smoke")]
+    settings, mode, reg = resolve_settings(ProxylessConfig(column="paper"), budget)
+    assert (settings.column, mode, reg) == ("paper", "two", "add")
+    settings, mode, reg = resolve_settings(ProxylessConfig(), budget)
+    assert (settings.column, mode, reg, settings.arch_betas) == ("code", "full_v2", "mul#log", (0.0, 0.999))
+    with pytest.raises(UsageError):
+        resolve_settings(ProxylessConfig(column="nope"), budget)
+    with pytest.raises(UsageError):
+        build_objective(ProxylessConfig(cost="latency"), NB201Supernet(C=4, N=1), None)
+    objective = build_objective(ProxylessConfig(), NB201Supernet(C=4, N=1), "add")
+    assert objective.params is not None and objective.params["lam"] == pytest.approx(0.1 / objective.ref)
+
+
+def test_method_end_to_end_on_nasbench201(data_root: Path, tmp_path: Path) -> None:
+    record, _ = run_search(
+        SearchRequest(
+            method="proxylessnas", task="nasbench201/cifar10", preset="smoke", budget=1, wandb="disabled",
+            measure=False, data_dir=data_root, out=tmp_path,
+        )
+    )  # fmt: skip
+    assert record["search_cost"]["queries"] == 1 and len(record["history"]) == 1
+    assert 0 < record["metrics"]["val"] <= 100
+    NB201Arch.parse(record["best_arch"])
+
+
+def test_method_end_to_end_on_cifar10(data_root: Path, tmp_path: Path) -> None:
+    record, _ = run_search(
+        SearchRequest(
+            method="proxylessnas", task="cifar10", space="proxyless-cifar", preset="smoke", budget=1,
+            wandb="disabled", measure=False, data_dir=data_root, out=tmp_path,
+            method_config={"column": "paper"},
+        )
+    )  # fmt: skip
+    assert record["search_cost"]["queries"] == 1
+    ProxylessSpace(CIFAR_SPACE).parse(record["best_arch"])
+    assert record["config"]["method_config"]["column"] == "paper"
+
+
+def test_darts_style_supernet_runs_the_same_loop() -> None:
+    torch.manual_seed(4)
+    net = MBConvSupernet(TINY, 10, edge="all")
+    start = alphas(net)
+    fit(module_for(net, epochs=2))
+    assert any(not torch.equal(a, b) for a, b in zip(start, alphas(net), strict=True))
