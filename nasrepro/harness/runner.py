@@ -135,10 +135,7 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     budget = req.budget or preset.search_budget
     if budget < 1:
         raise UsageError(f"--budget must be a positive number of unique queries, got {budget}")
-    if req.tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+]*", req.tag):
-        raise UsageError(
-            f"--tag {req.tag!r}: use letters, digits and _ . = + (it becomes part of file names)"
-        )
+    check_tag(req.tag)
     path = records.record_path(req.out, req.task, req.method, req.preset, req.seed, budget, tag=req.tag)
     if req.resume and path.exists():
         return records.read_record(path), path  # finished before the interruption

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# AGNN (Auto-GNN, Zhou et al. 2019): every experiment of the paper the suite covers.
+#
+#   bash reproduce/agnn.sh --preset smoke|cpu|paper [--out DIR]
+#
+# Table runs: AGNN's controller and its GraphNAS-RL ablation over the NAS-Bench-Graph space, reward =
+#   validation accuracy, 20 seeds, the baselines' budgets (100 and 500 unique queries).
+# Live runs: the GraphNAS macro space on Cora (and Citeseer in paper), children trained by the harness:
+#   agnn without and with constrained parameter sharing, graphnas-rl, random search and regularized
+#   evolution at equal budgets (the paper's own ablation); the best architecture AGNN found is then
+#   retrained over 10 seeds next to GCN and GAT trained by the same harness.
+#
+# smoke: seconds-to-minutes, what CI runs (tiny budgets, one seed).
+# cpu:   table runs on nasbench-graph/{cora,citeseer} (the datasets with committed baselines); live
+#        runs on Cora, budget 20 children, seed 0, 200-epoch children (~1 h on 2 cores). CPU scale:
+#        the paper explores ~1,000 architectures per search.
+# paper: table runs on all nine NAS-Bench-Graph datasets; live runs on cora, citeseer and pubmed with
+#        the paper preset's budget and GraphNAS's 300-epoch children (GPU hours).
+set -euo pipefail
+source "$(dirname "$0")/lib/args.bash"
+
+case "$preset" in
+  smoke)
+    tables="nasbench-graph/cora"; budgets="20"; seeds="0-1"; live="cora"; live_budget=3; live_seeds="0"
+    retrain_seeds="0-1"; export NASREPRO_WORKERS=1 ;;
+  cpu)
+    tables="nasbench-graph/cora nasbench-graph/citeseer"; budgets="100 500"; seeds="0-19"
+    live="cora"; live_budget=12; live_seeds="0"; retrain_seeds="0-9" ;;
+  paper)
+    tables="nasbench-graph/cora nasbench-graph/citeseer nasbench-graph/pubmed nasbench-graph/cs"
+    tables="$tables nasbench-graph/physics nasbench-graph/photo nasbench-graph/computers"
+    tables="$tables nasbench-graph/arxiv nasbench-graph/proteins"
+    budgets="100 500"; seeds="0-19"; live="cora citeseer pubmed"; live_budget=""; live_seeds="0-4"
+    retrain_seeds="0-9" ;;
+esac
+table_preset=$([ "$preset" = smoke ] && echo smoke || echo cpu)
+budget_flag() { [ -n "$1" ] && echo "--budget $1" || true; }
+
+# 1. Table runs (seconds per seed): AGNN vs its ablation; baselines come from reproduce/baselines.sh.
+for task in $tables; do
+  for budget in $budgets; do
+    for method in agnn graphnas-rl; do
+      nasrepro search --method "$method" --task "$task" --seeds "$seeds" --budget "$budget" \
+        --preset "$table_preset" --out "$out" --wandb disabled
+    done
+  done
+done
+
+# 2. Live searches over the GraphNAS macro space, all at the same budget of trained children.
+for task in $live; do
+  common=(--task "$task" --space graphnas --seeds "$live_seeds" --preset "$preset" --out "$out" --wandb disabled)
+  # shellcheck disable=SC2046
+  {
+    nasrepro search --method agnn --tag graphnas "${common[@]}" $(budget_flag "$live_budget")
+    nasrepro search --method agnn --tag graphnas-share --method-config '{share: true}' "${common[@]}" \
+      $(budget_flag "$live_budget")
+    nasrepro search --method graphnas-rl --tag graphnas "${common[@]}" $(budget_flag "$live_budget")
+    nasrepro search --method random --tag graphnas "${common[@]}" $(budget_flag "$live_budget")
+    nasrepro search --method evolution --tag graphnas "${common[@]}" $(budget_flag "$live_budget")
+  }
+
+  # 3. Retrain the architecture AGNN (without sharing, first seed) selected on validation accuracy.
+  best=$(python - "$out" "$task" "$preset" <<'PY'
+import json, pathlib, sys
+out, task, preset = sys.argv[1:]
+paths = sorted(pathlib.Path(out, "runs", task, "agnn").glob(f"{preset}-*-graphnas-s[0-9]*.json"))
+if not paths:
+    sys.exit(f"no AGNN graphnas record for {task} under {out}")
+print(json.loads(paths[0].read_text())["best_arch"])
+PY
+)
+  nasrepro evaluate --task "$task" --space graphnas --arch "$best" --tag agnn-best --seeds "$retrain_seeds" \
+    --preset "$preset" --out "$out" --wandb disabled
+  for reference in gcn gat; do
+    nasrepro evaluate --task "$task" --arch "$reference" --seeds "$retrain_seeds" --preset "$preset" \
+      --out "$out" --wandb disabled
+  done
+done
+nasrepro leaderboard --results "$out"
