@@ -157,6 +157,8 @@ def build_parser() -> ArgumentParser:
     board = ArgumentParser(exit_on_error=False)
     board.add_argument("--results", type=str, default="results")
     sub.add_subcommand("leaderboard", board, help="write RESULTS/LEADERBOARD.md and figures from records")
+    for tool, module in METHOD_TOOLS.items():  # listed in --help; parsed by the method's own module
+        sub.add_subcommand(tool, ArgumentParser(exit_on_error=False), help=f"{tool} tools ({module})")
     return parser
 
 
@@ -331,6 +333,12 @@ def cmd_leaderboard(args: Namespace) -> int:
     return 0
 
 
+#: method-specific tools, `nasrepro <method> ...`: module paths with a `main(argv) -> int` that raises
+#: `UsageError` on bad input (imported only when called)
+METHOD_TOOLS = {
+    "proxylessnas": "nasrepro.methods.proxylessnas.latency_lut",  # build-lut | check-lut
+}
+
 COMMANDS = {
     "search": cmd_search,
     "evaluate": cmd_evaluate,
@@ -356,9 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["search", *argv]
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        if argv and argv[0] in METHOD_TOOLS:
+            import importlib
+
+            return importlib.import_module(METHOD_TOOLS[argv[0]]).main(argv[1:])
+        args = build_parser().parse_args(argv)
         command = args.command or "search"
         return COMMANDS[command](args[command] if args.command else _search_parser().get_defaults())
     except UsageError as err:

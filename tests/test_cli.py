@@ -56,6 +56,8 @@ def run(argv, capsys):
         (["evaluate", "--task", "cora"], "arch"),
         (["data", "download", "mnist"], "name"),
         (["leaderboard", "--results", "/nonexistent/dir"], "no records"),
+        (["proxylessnas", "build-lut", "--space", "nope", "--out", "x.json"], "unknown space 'nope'"),
+        (["proxylessnas", "build-lut", "--device", "cuda:7", "--out", "x.json"], "cuda"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv, needle, capsys, toy_registered):
