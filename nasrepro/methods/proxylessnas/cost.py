@@ -13,12 +13,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,7 @@ from torch.utils.benchmark import Timer
 
 from nasrepro.errors import DataError, UsageError
 from nasrepro.harness.metrics import describe_device
+from nasrepro.tracking.records import atomic_write_text
 
 
 # --- expected cost -----------------------------------------------------------------------------------
@@ -232,20 +230,9 @@ class LatencyTable:
     def save(self, path: str | Path) -> None:
         """Write JSON atomically (temporary file in the same folder + os.replace): never a partial file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {k: v for k, v in self.meta.items() if k != "source"}
         text = json.dumps({"meta": meta, "entries": dict(sorted(self.entries.items()))}, indent=1)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, text + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
