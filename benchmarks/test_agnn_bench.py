@@ -70,3 +70,55 @@ def test_search_speed(benchmark, cora, name):
 
     ev = benchmark.pedantic(search, rounds=5, iterations=1)
     assert ev.n_queries == BUDGET
+
+
+CHILDREN = {
+    # a GAT-like GraphNAS child (8 heads x 8 units), and the same child fine-tuning inherited weights
+    "graphnas child": ("gat,sum,elu,8,8|gat,sum,linear,1,classes", False),
+    "graphnas child, shared weights": ("gat,sum,elu,8,8|gat,sum,linear,1,classes", True),
+}
+
+
+@pytest.mark.benchmark(group="one child training on Cora (smoke preset: 100 epochs; shared: 20)")
+@pytest.mark.parametrize("name", ["gcn reference", *CHILDREN])
+def test_child_training_speed(benchmark, name):
+    """One child trained by the harness, next to Kipf & Welling's GCN under the same protocol."""
+    import os
+    from pathlib import Path
+
+    from nasrepro.harness.evaluator import TrainEvaluator
+    from nasrepro.harness.training import fit_and_evaluate
+    from nasrepro.methods.agnn.sharing import ConstrainedSharing
+    from nasrepro.spaces.graphnas import GraphNasSpace
+
+    data = Path(os.environ.get("NASREPRO_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    task = get_task("cora")
+    if name == "gcn reference":
+        preset = task.preset("smoke")
+        benchmark.pedantic(
+            lambda: fit_and_evaluate(task, task.reference_arch("gcn").build(task), preset, 0, data),
+            rounds=2,
+            iterations=1,
+        )
+        return
+    arch, shared = CHILDREN[name]
+    space = GraphNasSpace()
+
+    def train_child():
+        return TrainEvaluator(task, space, budget=1, preset="smoke", data_dir=data).query(space.parse(arch))
+
+    if shared:  # time only the child: train the parent in setup
+        evaluator_box = {}
+
+        def setup():
+            evaluator = TrainEvaluator(task, space, budget=2, preset="smoke", data_dir=data)
+            sharing = evaluator.warm_start = ConstrainedSharing(fine_tune_epochs=20)
+            sharing.parent = evaluator.query(space.parse(arch.replace("elu", "relu", 1))).arch
+            evaluator_box["ev"] = evaluator
+            return (), {}
+
+        benchmark.pedantic(
+            lambda: evaluator_box["ev"].query(space.parse(arch)), setup=setup, rounds=2, iterations=1
+        )
+    else:
+        benchmark.pedantic(train_child, rounds=2, iterations=1)

@@ -85,6 +85,7 @@ def test_train_evaluator_fine_tunes_inherited_children_on_cora(data_root):
     child = evaluator.query(SPACE.parse("gcn,sum,elu,1,16|gcn,sum,linear,1,classes"))
     assert parent.metrics["inherited_layers"] == 0.0
     assert child.metrics["inherited_layers"] == 1.0
+    assert (parent.metrics["epochs"], child.metrics["epochs"]) == (100.0, 3.0)  # smoke: 100; fine-tune: 3
     assert child.status == "ok" and child.val is not None
 
 

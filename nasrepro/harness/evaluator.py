@@ -7,6 +7,7 @@ table where it records one, else our own training time) -- so methods compare on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
@@ -334,7 +335,6 @@ class TrainEvaluator(Evaluator):
     def _evaluate(self, arch: Arch) -> Outcome:
         import lightning as L
 
-        from nasrepro.harness.recipe import with_overrides
         from nasrepro.harness.training import fit_and_evaluate
 
         L.seed_everything(self.seed, workers=True, verbose=False)  # initial weights follow the seed
@@ -344,7 +344,10 @@ class TrainEvaluator(Evaluator):
         if self.warm_start is not None:
             overrides = dict(self.warm_start.before_fit(self.space.key(arch), arch, model))
             shared = overrides.pop("metrics", {})
-            preset = with_overrides(preset, overrides)
+            if "epochs" in overrides:  # fine-tuning never trains longer than the full recipe
+                overrides["epochs"] = min(int(overrides["epochs"]), preset.recipe.epochs)
+            # applied as given, at every preset (smoke included): this fit's own schedule
+            preset = dataclasses.replace(preset, recipe=preset.recipe.replace(**overrides))
         result = fit_and_evaluate(self.task, model, preset, self.seed, self.data_dir, **self.trainer_kwargs)
         if self.warm_start is not None:
             self.warm_start.after_fit(self.space.key(arch), arch, model)
