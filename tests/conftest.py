@@ -70,6 +70,25 @@ class ToySpace(Space):
         return len(list(self.enumerate()))
 
 
+class CategoricalToySpace(ToySpace):
+    """The toy space with a categorical view: one field per bit, two action classes (halves)."""
+
+    def fields(self):
+        from nasrepro.harness.space import Field
+
+        return tuple(
+            Field(f"bit{i}", ("0", "1"), "left" if i < self.n // 2 else "right") for i in range(self.n)
+        )
+
+    def encode(self, arch: str) -> tuple[int, ...]:
+        return tuple(int(c) for c in arch)
+
+    def decode(self, indices) -> str:
+        if len(indices) != self.n or any(i not in (0, 1) for i in indices):
+            raise UsageError(f"toy encoding must be {self.n} indices in 0..1, got {list(indices)}")
+        return self.canonical("".join(str(int(i)) for i in indices))
+
+
 class ToyTable(Table):
     cost_model = "toy: 1 simulated second per query"
 

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from conftest import ToyTable, ToyTask
+    from conftest import CategoricalToySpace, ToyTable, ToyTask
     from nasrepro import tasks
     from nasrepro.harness.runner import SearchRequest, run_search
 
@@ -31,6 +31,9 @@ SCRIPT = textwrap.dedent("""
     class SlowTask(ToyTask):
         def table(self):
             return SlowTable()
+
+        def space(self):
+            return CategoricalToySpace()
 
     tasks._load()
     tasks._instances["toy"] = SlowTask()
@@ -53,6 +56,8 @@ def run_script(tmp_path, method, seed, out, resume, config):
     "method, config, trials",
     [
         ("evolution", {"population": 6, "sample_size": 3}, 2),
+        ("agnn", {"ctrl_steps": 4}, 2),
+        pytest.param("graphnas-rl", {"ctrl_steps": 4}, 3, marks=pytest.mark.slow),
         pytest.param("random", {}, 3, marks=pytest.mark.slow),
         pytest.param("evolution", {"population": 6, "sample_size": 3}, 6, marks=pytest.mark.slow),
     ],
