@@ -229,7 +229,10 @@ def peak_training_memory(
     which is reported too as `activation_outputs_mb` (leaf modules' forward-hook outputs, the
     torchsummary-style estimate) for comparison. Not included: temporaries during backward (up to the
     largest activation gradient), kernel workspaces, the allocator's fragmentation, and tensors a custom
-    autograd Function stores on `ctx` as attributes instead of `save_for_backward`. The loss is `loss_fn(output)` or else the sum of the first tensor
+    autograd Function stores on `ctx` as attributes instead of `save_for_backward`. Over-counted:
+    tensors saved by a branch computed with grad and then detached before the loss (e.g.
+    ProxylessNAS's inactive paths in `two`/`full` mode), which a real backward frees with the branch;
+    compare with a measured peak there (`benchmarks/test_proxylessnas_bench.py` reports both). The loss is `loss_fn(output)` or else the sum of the first tensor
     output. Buffers' state (BN running stats) and the RNG are restored afterwards, so measuring does not
     perturb a seeded run.
 
