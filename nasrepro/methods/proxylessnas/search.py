@@ -22,11 +22,21 @@ ImageNet space, with ref 80 ms) or, without one, a CPU table measured here at ba
 ``ref`` defaults to the expected cost under uniform alpha (the supernet's starting point), since no
 CIFAR/NB201 target exists; the paper's additive lambda2 is not given in the paper, so ``lam``
 defaults to 0.1 / ref (the gradient of ``add#linear`` with its released lambda 0.1).
+
+Resuming. When the runner gives the evaluator a `SearchCheckpoint`, every finished supernet epoch is
+saved (atomically) as a Lightning checkpoint in the checkpoint's `artifacts_dir`, together with the
+search checkpoint's own file (so the wall time already spent is counted once the run resumes). A
+resumed run (``--resume``: the runner has read that file back) continues the fit from the last
+finished epoch -- `ProxylessSearchModule` restores what Lightning does not save (RNG states, the
+held-out iterator, the epoch log, the REINFORCE baseline) -- so the derived architecture, alphas and
+log equal an uninterrupted run's. The runner deletes `artifacts_dir` once the record is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +45,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader
 
 from nasrepro.errors import UsageError
@@ -303,6 +314,63 @@ def arch_loader(datamodule: Any, batch_size: int, seed: int) -> DataLoader:
     )
 
 
+SUPERNET_CHECKPOINT = "supernet.ckpt"
+
+
+class SupernetCheckpoint(Checkpoint):
+    """Saves the whole fit state at every epoch end, atomically, then the search checkpoint.
+
+    A `Checkpoint` subclass runs its ``on_train_epoch_end`` after the LightningModule's, so the epoch's
+    log row and the held-out batches of its derived-accuracy check are inside the saved state.
+    """
+
+    def __init__(self, search_checkpoint: Any, evaluator: Evaluator) -> None:
+        self.search_checkpoint, self.evaluator = search_checkpoint, evaluator
+        self.path = Path(search_checkpoint.artifacts_dir) / SUPERNET_CHECKPOINT
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        try:
+            # weights_only=False here means "the full training state", not torch.load's flag
+            trainer.save_checkpoint(tmp, weights_only=False)
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        self.search_checkpoint.save(self.evaluator)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint["nasrepro_fingerprint"] = self.search_checkpoint.fingerprint
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if checkpoint.get("nasrepro_fingerprint") != self.search_checkpoint.fingerprint:
+            raise UsageError(
+                f"supernet checkpoint {self.path} belongs to another run; delete it or rerun without --resume"
+            )
+
+
+def supernet_checkpointing(evaluator: Evaluator) -> tuple[list[Checkpoint], Path | None]:
+    """The epoch-end checkpoint callback and, on a resumed run, the checkpoint to continue from.
+
+    A run resumes when the runner has read an earlier attempt's search checkpoint (``--resume``),
+    which sets its `elapsed_before` to the wall time of the attempts so far; a fresh run deletes a
+    stale supernet checkpoint, so it never continues someone else's fit.
+    """
+    search_checkpoint = getattr(evaluator, "checkpoint", None)
+    if search_checkpoint is None or getattr(search_checkpoint, "path", None) is None:
+        return [], None
+    callback = SupernetCheckpoint(search_checkpoint, evaluator)
+    if callback.path.exists() and search_checkpoint.elapsed_before > 0:
+        return [callback], callback.path
+    callback.path.unlink(missing_ok=True)
+    return [callback], None
+
+
 @register_method
 class ProxylessNAS(Method):
     """Supernet fit (Proxyless-G or -R), argmax derivation, one evaluation of the derived network."""
@@ -332,6 +400,7 @@ class ProxylessNAS(Method):
             arch_loader(datamodule, _or(cfg.arch_batch_size, size.arch_batch_size), seed),
         )
         trainer_kwargs = dict(getattr(evaluator, "trainer_kwargs", {}) or {})
+        callbacks, resume_from = supernet_checkpointing(evaluator)
         trainer = L.Trainer(
             max_epochs=settings.total_epochs,
             # One process: the architecture gradient is set after backward (set_arch_grads), outside
@@ -340,15 +409,21 @@ class ProxylessNAS(Method):
             devices=1,
             limit_train_batches=_or(cfg.train_batches, size.train_batches) or 1.0,
             logger=False,
-            enable_checkpointing=False,
+            callbacks=callbacks,
+            enable_checkpointing=bool(callbacks),
             enable_progress_bar=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
             deterministic=True,
         )
-        trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+        # The checkpoint holds tensors, numbers, strings and lists only: weights_only loading suffices.
+        trainer.fit(
+            module, train_dataloaders=datamodule.train_dataloader(), ckpt_path=resume_from, weights_only=True
+        )
         supernet_seconds = time.perf_counter() - start
+        if resume_from is not None:  # plus the interrupted attempts' time up to their last saved epoch
+            supernet_seconds += evaluator.checkpoint.elapsed_before  # type: ignore[attr-defined]
 
         supernet.cpu()
         raw = supernet.derive()

@@ -27,17 +27,29 @@ settings a run follows: the paper's, the released code's, or NNI v3's.
 An ``edge="all"`` supernet (DARTS-style `AllPathsEdge`) runs the same loop without sampling: the
 weight step trains every path, the architecture step backpropagates into alpha directly (first-order
 DARTS) -- the memory baseline of Sec. 3.2.
+
+Resuming. A Lightning checkpoint taken at an epoch end holds the supernet (weights and alphas) and
+both optimisers (`configure_optimizers` returns both, so Lightning saves both states); the learning
+rate is a function of (epoch, batch), restored with the loop state. What Lightning does not know
+about is added by `on_save_checkpoint` and put back by `on_load_checkpoint`: the epoch log, the
+REINFORCE baseline, the position of the held-out iterator (its generator's state when it was
+created and how many batches it has given), and the global RNG states (torch CPU/CUDA, numpy,
+python `random`) -- the gates are sampled from the global torch RNG (`MixedEdge.sample_*` get no
+generator) and the train loader shuffles and augments from it, so the continuation then draws
+exactly what an uninterrupted run draws.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -172,6 +184,28 @@ def spread(updates: int, batches: int) -> list[int]:
     return [(i + 1) * updates // batches - i * updates // batches for i in range(batches)]
 
 
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states in `torch.load(weights_only=True)`-safe types (tensors, ints, lists)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state` (CUDA states only when the device count matches)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
 def _weight_groups(supernet: Supernet, settings: SearchSettings) -> list[dict[str, Any]]:
     """SGD parameter groups: all weights decay unless `no_decay_keys` exempts BN (and biases)."""
     weights = supernet.weight_parameters()
@@ -208,6 +242,9 @@ class ProxylessSearchModule(L.LightningModule):
         self.baseline = RewardBaseline(settings.rl_baseline_decay, settings.rl_baseline_quirk)
         self.epoch_log: list[dict[str, Any]] = []
         self._valid: Iterator[Any] | None = None
+        #: where `_valid` stands: the loader generator's state before `iter()`, batches taken since
+        self._valid_origin: Tensor | None = None
+        self._valid_taken = 0
         self._reset_epoch()
 
     # --- optimisers -----------------------------------------------------------------------------------
@@ -229,13 +266,49 @@ class ProxylessSearchModule(L.LightningModule):
     def _next_valid(self) -> tuple[Tensor, Tensor]:
         """The next held-out batch (the released `valid_next_batch`: cycles through a shuffled loader)."""
         if self._valid is None:
-            self._valid = iter(self.arch_loader)
+            self._restart_valid()
         try:
-            images, labels = next(self._valid)
+            images, labels = next(self._valid)  # type: ignore[call-overload]
         except StopIteration:
-            self._valid = iter(self.arch_loader)
-            images, labels = next(self._valid)
+            self._restart_valid()
+            images, labels = next(self._valid)  # type: ignore[call-overload]
+        self._valid_taken += 1
         return images.to(self.device), labels.to(self.device)
+
+    def _restart_valid(self, origin: Tensor | None = None) -> None:
+        """A fresh pass over the held-out loader; `origin` replays a pass from its generator state."""
+        generator = self.arch_loader.generator
+        if generator is not None:
+            if origin is not None:
+                generator.set_state(origin)
+            self._valid_origin = generator.get_state()
+        self._valid = iter(self.arch_loader)
+        self._valid_taken = 0
+
+    # --- resuming (see the module docstring) ----------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["proxyless"] = {
+            "epoch_log": self.epoch_log,
+            "baseline": self.baseline.value,
+            "valid": None
+            if self._valid is None
+            else {"origin": self._valid_origin, "taken": self._valid_taken},
+            "rng": capture_rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["proxyless"]
+        self.epoch_log = list(state["epoch_log"])
+        self.baseline.value = state["baseline"]
+        self._valid = None
+        if state["valid"] is not None:
+            # Re-walk the pass to where it stood. Exact when the loader shuffles with its own generator
+            # (search.arch_loader) or not at all; a generator-less shuffle draws from the global RNG.
+            self._restart_valid(state["valid"]["origin"])
+            for _ in range(state["valid"]["taken"]):
+                next(self._valid)  # type: ignore[call-overload]
+            self._valid_taken = state["valid"]["taken"]
+        restore_rng_state(state["rng"])  # last: re-walking the held-out pass may draw from it
 
     # --- phases ---------------------------------------------------------------------------------------
     @property
