@@ -12,8 +12,11 @@
 #
 # smoke: seconds-to-minutes, what CI runs (tiny budgets, one seed).
 # cpu:   table runs on nasbench-graph/{cora,citeseer} (the datasets with committed baselines); live
-#        runs on Cora, budget 20 children, seed 0, 200-epoch children (~1 h on 2 cores). CPU scale:
-#        the paper explores ~1,000 architectures per search.
+#        runs on Cora and Citeseer, 12 children per search, seed 0, GraphNAS's 300-epoch children.
+#        CPU scale (the paper explores ~1,000 architectures per search). Measured on 2 cores: an AGNN
+#        search takes 5-8 min (its children stay near the small incumbent), with sharing 5 min; random
+#        search and evolution sample the whole space, whose widest children (16 heads x 256 units) take
+#        up to 10 min each, so those two rows take hours -- resumable with --resume.
 # paper: table runs on all nine NAS-Bench-Graph datasets; live runs on cora, citeseer and pubmed with
 #        the paper preset's budget and GraphNAS's 300-epoch children (GPU hours).
 set -euo pipefail
@@ -25,7 +28,7 @@ case "$preset" in
     retrain_seeds="0-1"; export NASREPRO_WORKERS=1 ;;
   cpu)
     tables="nasbench-graph/cora nasbench-graph/citeseer"; budgets="100 500"; seeds="0-19"
-    live="cora"; live_budget=12; live_seeds="0"; retrain_seeds="0-9" ;;
+    live="cora citeseer"; live_budget=12; live_seeds="0"; retrain_seeds="0-9" ;;
   paper)
     tables="nasbench-graph/cora nasbench-graph/citeseer nasbench-graph/pubmed nasbench-graph/cs"
     tables="$tables nasbench-graph/physics nasbench-graph/photo nasbench-graph/computers"
