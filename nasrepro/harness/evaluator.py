@@ -325,7 +325,11 @@ class TrainEvaluator(Evaluator):
                         val=result["val"],
                         test=result["test"],
                         cost_seconds=0.0,
-                        metrics={"params": float(result["params"]), "train_seconds": result["train_seconds"]},
+                        metrics={
+                            "params": float(result["params"]),
+                            "train_seconds": result["train_seconds"],
+                            "epochs": float(result["epochs"]),
+                        },
                     )
                     out.append(self._book(key, outcome, "ok", "", wall))
             elif key in self._cache:
