@@ -169,7 +169,8 @@ def build_case(name: str) -> StepCase:
         if sample:
             net.sample_arch_paths()
         a_opt.zero_grad(set_to_none=True)
-        plain_loss(net(x)).backward()
+        with net.weights_frozen():  # as the search's arch step: no dL/dW is computed
+            plain_loss(net(x)).backward()
         net.set_arch_grads()
         a_opt.step()
         net.rescale()

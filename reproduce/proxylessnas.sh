@@ -14,7 +14,7 @@
 #   Both code columns are run where the budget allows: "code" (full_v2 gates, mul#log regulariser: the
 #   released default) and "paper" (two-path gates, additive regulariser).
 #
-# smoke: seconds per search (CI). cpu: NAS-Bench-201 3 seeds, CIFAR-10 1 seed, CPU-scale supernets
+# smoke: seconds per search (CI). cpu: NAS-Bench-201 3 seeds, CIFAR-10 3 seeds, CPU-scale supernets
 # (2 warm-up + 6-8 joint epochs on a few thousand images; ~1 h on 2 cores) -- labelled cpu, never
 # the paper setting. paper: the released recipe (40 + 120 epochs, batch 256; ~200 GPU-hours on ImageNet).
 set -euo pipefail
@@ -22,7 +22,7 @@ source "$(dirname "$0")/lib/args.bash"
 
 case "$preset" in
   smoke) nb201_seeds="0"; cifar_seeds="0"; imagenet_seeds="0"; export NASREPRO_WORKERS=1 ;;
-  cpu) nb201_seeds="0-2"; cifar_seeds="0"; imagenet_seeds="" ;;
+  cpu) nb201_seeds="0-2"; cifar_seeds="0-2"; imagenet_seeds="" ;;
   paper) nb201_seeds="0-4"; cifar_seeds="0-2"; imagenet_seeds="0" ;;
 esac
 common=(--method proxylessnas --budget 1 --preset "$preset" --out "$out" --wandb disabled)

@@ -111,6 +111,36 @@ def test_arch_step_changes_only_alphas_and_skips_zero_active_edges(mode: str) ->
     assert changed_any
 
 
+@pytest.mark.parametrize("mode", ["two", "full_v2"])
+def test_frozen_weights_give_the_same_alpha_gradient_and_no_weight_gradient(mode: str) -> None:
+    """The arch step skips dL/dW (`Supernet.weights_frozen`); dL/dalpha must not change."""
+    torch.manual_seed(2)
+    net = MBConvSupernet(TINY, 10, mode=mode)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+
+    def alpha_grads(frozen: bool) -> list[torch.Tensor]:
+        for edge in net.leaders():
+            n = len(edge.names)
+            edge.set_arch_paths(1, 2 % n if mode == "two" else None)
+            edge.alpha.grad = None
+        net.zero_grad(set_to_none=True)
+        if frozen:
+            with net.weights_frozen():
+                torch.nn.functional.cross_entropy(net(x), y).backward()
+        else:
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+        net.set_arch_grads()
+        return [edge.alpha.grad.clone() for edge in net.leaders()]
+
+    reference = alpha_grads(frozen=False)
+    assert any(p.grad is not None for p in net.weight_parameters())
+    got = alpha_grads(frozen=True)
+    assert all(p.grad is None and p.requires_grad for p in net.weight_parameters())
+    for a, b in zip(reference, got, strict=True):
+        torch.testing.assert_close(a, b)
+    assert any(g.abs().sum() > 0 for g in got)
+
+
 def test_warmup_and_joint_epoch_zero_freeze_alpha_then_search_moves_it() -> None:
     torch.manual_seed(2)
     net = NB201Supernet(C=4, N=1, input_size=16)

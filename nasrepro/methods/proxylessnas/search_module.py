@@ -394,16 +394,11 @@ class ProxylessSearchModule(L.LightningModule):
         else:
             self.manual_backward(loss)
 
-    def _freeze_weights(self, frozen: bool) -> None:
-        for p in self.supernet.weight_parameters():
-            p.requires_grad_(not frozen)
-
     def arch_step(self, a_opt: Any) -> Tensor:
         """One gradient step on alpha from one held-out batch (Sec. 3.2.1 + Sec. 3.3.1)."""
         images, labels = self._next_valid()
         self.supernet.train()  # BN batch statistics, as the released gradient_step
-        self._freeze_weights(True)
-        try:
+        with self.supernet.weights_frozen():
             if self.supernet.binary:
                 self.supernet.sample_arch_paths()
             for alpha in self.supernet.arch_parameters():
@@ -418,8 +413,6 @@ class ProxylessSearchModule(L.LightningModule):
             a_opt.step()
             self.supernet.rescale()
             self._memory("arch", False, (), None)
-        finally:
-            self._freeze_weights(False)
         self._epoch["arch_ms"].append((time.perf_counter() - start) * 1e3)
         self._epoch["arch_loss"].append(float(loss.detach()))
         return loss.detach()

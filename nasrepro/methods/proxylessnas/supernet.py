@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,24 @@ class Supernet(nn.Module):
         """Every parameter that is not an alpha: what SGD steps."""
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
+
+    @contextmanager
+    def weights_frozen(self) -> Iterator[None]:
+        """Turn weight gradients off for an architecture step (only alpha is stepped there).
+
+        Backward then propagates input gradients only, skipping every dL/dW -- about a third of a
+        step's arithmetic. The alpha gradient is unchanged: the gate estimator needs dL/dy at each
+        edge, never dL/dW. (The released code computes and discards the weight gradients.)
+        """
+        params = self.weight_parameters()
+        before = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(params, before, strict=True):
+                p.requires_grad_(flag)
 
     @property
     def mode(self) -> str:
