@@ -134,13 +134,59 @@ GATE_MODES: dict[str, GateMode] = {
 }
 
 
-class MixedEdge(nn.Module):
-    """A ProxylessNAS mixed operation over any list of candidate modules (Sec. 3.2).
+class CandidateEdge(nn.Module):
+    """What both mixed ops share: N named candidate paths and their architecture parameters alpha.
 
     `candidates[i]` maps the edge input to the edge output (same shape for every non-zero candidate);
-    `names[i]` labels it, and the name ``"zero"`` marks the skip candidate (module docstring). The
-    architecture parameters are `self.alpha` (N,), the only `nn.Parameter` the edge adds; gates live
-    outside the parameter list so a weight optimiser over `weight_parameters(net)` never sees them.
+    `names[i]` labels it, and the name ``"zero"`` marks the skip candidate (module docstring). alpha
+    (N,) is the only `nn.Parameter` the edge adds, so a weight optimiser over the other parameters
+    never sees it.
+    """
+
+    def __init__(
+        self,
+        candidates: Sequence[nn.Module],
+        names: Sequence[str],
+        init_std: float = ALPHA_INIT_STD,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        kind = type(self).__name__
+        if len(candidates) == 0 or len(candidates) != len(names):
+            raise UsageError(
+                f"{kind} needs one name per candidate and at least one candidate, got "
+                f"{len(candidates)} candidates and {len(names)} names"
+            )
+        if len(set(names)) != len(names):
+            raise UsageError(f"{kind} candidate names must be distinct, got {list(names)}")
+        if all(name == ZERO for name in names):
+            raise UsageError(f"{kind} needs at least one non-zero candidate")
+        self.candidates = nn.ModuleList(candidates)
+        self.names: tuple[str, ...] = tuple(names)
+        self.alpha = nn.Parameter(torch.randn(len(names), generator=generator) * init_std)
+
+    @property
+    def probs(self) -> Tensor:
+        """p = softmax(alpha), differentiable in alpha."""
+        return F.softmax(self.alpha, dim=0)
+
+    def cost_probs(self) -> Tensor:
+        """The probabilities E[cost] is taken over (Sec. 3.3, Eq. (5)), differentiable in alpha."""
+        return self.probs
+
+    def chosen(self) -> int:
+        """The final architecture's path on this edge: argmax_i p_i (`convert_to_normal_net`)."""
+        return int(torch.argmax(self.alpha.detach()).item())
+
+    def chosen_name(self) -> str:
+        return self.names[self.chosen()]
+
+
+class MixedEdge(CandidateEdge):
+    """A ProxylessNAS mixed operation over any list of candidate modules (Sec. 3.2).
+
+    The gates live outside the parameter list (`binary_gates`, rebuilt at each sample), so alpha stays
+    the only parameter the edge adds.
     """
 
     def __init__(
@@ -151,19 +197,7 @@ class MixedEdge(nn.Module):
         init_std: float = ALPHA_INIT_STD,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        if len(candidates) == 0 or len(candidates) != len(names):
-            raise UsageError(
-                f"MixedEdge needs one name per candidate and at least one candidate, got "
-                f"{len(candidates)} candidates and {len(names)} names"
-            )
-        if len(set(names)) != len(names):
-            raise UsageError(f"MixedEdge candidate names must be distinct, got {list(names)}")
-        if all(name == ZERO for name in names):
-            raise UsageError("MixedEdge needs at least one non-zero candidate")
-        self.candidates = nn.ModuleList(candidates)
-        self.names: tuple[str, ...] = tuple(names)
-        self.alpha = nn.Parameter(torch.randn(len(names), generator=generator) * init_std)
+        super().__init__(candidates, names, init_std, generator)
         self.mode = mode  # validated by the setter
         self._clear_sample()
 
@@ -181,18 +215,6 @@ class MixedEdge(nn.Module):
         self._mode = GATE_MODES[name]
 
     # --- probabilities --------------------------------------------------------------------------------
-    @property
-    def probs(self) -> Tensor:
-        """p = softmax(alpha), differentiable in alpha."""
-        return F.softmax(self.alpha, dim=0)
-
-    def chosen(self) -> int:
-        """The final architecture's path on this edge: argmax_i p_i (`convert_to_normal_net`)."""
-        return int(torch.argmax(self.alpha.detach()).item())
-
-    def chosen_name(self) -> str:
-        return self.names[self.chosen()]
-
     def cost_probs(self) -> Tensor:
         """The probabilities E[cost] is taken over (Sec. 3.3, Eq. (5)), differentiable in alpha.
 
@@ -371,45 +393,13 @@ class MixedEdge(nn.Module):
         return f"mode={self.mode!r}, names={list(self.names)}"
 
 
-class AllPathsEdge(nn.Module):
+class AllPathsEdge(CandidateEdge):
     """DARTS-style mixed op y = sum_i softmax(alpha)_i o_i(x): every path runs and keeps activations.
 
     The N x memory baseline that ProxylessNAS's binarised paths are measured against (Sec. 3.2,
     "One-Shot and DARTS ... memory grows linearly w.r.t. N"). Zero candidates contribute 0 (not run);
-    the block adds its shortcut as usual. Shares `probs`, `cost_probs`, `chosen` with `MixedEdge`.
+    the block adds its shortcut as usual.
     """
-
-    def __init__(
-        self,
-        candidates: Sequence[nn.Module],
-        names: Sequence[str],
-        init_std: float = ALPHA_INIT_STD,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        if len(candidates) == 0 or len(candidates) != len(names):
-            raise UsageError(
-                f"AllPathsEdge needs one name per candidate, got {len(candidates)} candidates and "
-                f"{len(names)} names"
-            )
-        if all(name == ZERO for name in names):
-            raise UsageError("AllPathsEdge needs at least one non-zero candidate")
-        self.candidates = nn.ModuleList(candidates)
-        self.names: tuple[str, ...] = tuple(names)
-        self.alpha = nn.Parameter(torch.randn(len(names), generator=generator) * init_std)
-
-    @property
-    def probs(self) -> Tensor:
-        return F.softmax(self.alpha, dim=0)
-
-    def cost_probs(self) -> Tensor:
-        return self.probs
-
-    def chosen(self) -> int:
-        return int(torch.argmax(self.alpha.detach()).item())
-
-    def chosen_name(self) -> str:
-        return self.names[self.chosen()]
 
     def forward(self, x: Tensor) -> Tensor:
         probs = self.probs
@@ -420,10 +410,10 @@ class AllPathsEdge(nn.Module):
         return out  # type: ignore[return-value]
 
 
-def mixed_edges(module: nn.Module) -> Iterator[MixedEdge | AllPathsEdge]:
+def mixed_edges(module: nn.Module) -> Iterator[CandidateEdge]:
     """Every mixed edge inside `module`, in module order."""
     for sub in module.modules():
-        if isinstance(sub, MixedEdge | AllPathsEdge):
+        if isinstance(sub, CandidateEdge):
             yield sub
 
 
