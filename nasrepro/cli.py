@@ -336,7 +336,7 @@ def cmd_leaderboard(args: Namespace) -> int:
 #: method-specific tools, `nasrepro <method> ...`: module paths with a `main(argv) -> int` that raises
 #: `UsageError` on bad input (imported only when called)
 METHOD_TOOLS = {
-    "proxylessnas": "nasrepro.methods.proxylessnas.latency_lut",  # build-lut | check-lut
+    "proxylessnas": "nasrepro.methods.proxylessnas.tools",  # build-lut | check-lut | export-config
 }
 
 COMMANDS = {

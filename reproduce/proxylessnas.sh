@@ -36,6 +36,10 @@ nasrepro search "${common[@]}" --task nasbench201/cifar10 --seeds "$nb201_seeds"
 nasrepro search "${common[@]}" --task nasbench201/cifar10 --seeds "$nb201_seeds" \
   --method-config '{regularizer: none}' --tag no-cost
 
+# Proxyless-R (Sec. 3.3.2): REINFORCE on the binarised supernet, reward acc * (ref / FLOPs)^0.1.
+nasrepro search "${common[@]}" --task nasbench201/cifar10 --seeds "$nb201_seeds" \
+  --method-config '{algorithm: rl}' --tag reinforce
+
 # CIFAR-10 over the 32x32 MBConv space; the derived network is trained by the harness.
 nasrepro search "${common[@]}" --task cifar10 --space proxyless-cifar --seeds "$cifar_seeds" --tag mbconv
 

@@ -58,6 +58,13 @@ def run(argv, capsys):
         (["leaderboard", "--results", "/nonexistent/dir"], "no records"),
         (["proxylessnas", "build-lut", "--space", "nope", "--out", "x.json"], "unknown space 'nope'"),
         (["proxylessnas", "build-lut", "--device", "cuda:7", "--out", "x.json"], "cuda"),
+        (["proxylessnas", "export-lut"], "needs a tool, one of build-lut, check-lut, export-config"),
+        (["proxylessnas", "export-config", "--out", "x.config"], "needs --record RECORD.json or --arch"),
+        (["proxylessnas", "export-config", "--out", "x", "--arch", "3E3", "--space", "graphnas"], "graphnas"),
+        (
+            ["proxylessnas", "export-config", "--out", "x", "--record", "/nonexistent.json"],
+            "no search record",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv, needle, capsys, toy_registered):

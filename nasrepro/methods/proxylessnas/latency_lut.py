@@ -63,8 +63,8 @@ from nasrepro.methods.proxylessnas.blocks import (
     conv_bn_act,
 )
 from nasrepro.methods.proxylessnas.cost import LatencyTable, latency_key, measure_latency
-from nasrepro.methods.proxylessnas.spaces import ProxylessArch, ProxylessSpace, build_net
-from nasrepro.spaces import SPACES
+from nasrepro.methods.proxylessnas.spaces import ProxylessArch, ProxylessSpace, build_net, mbconv_space
+from nasrepro.methods.proxylessnas.tools import UsageParser, parse
 
 #: the released LUT's layer types (`search/utils/latency_estimator.py`, `LatencyEstimator.predict`)
 STEM, MBCONV, FEATURE_MIX, LOGITS = "Conv", "expanded_conv", "Conv_1", "Logits"
@@ -160,7 +160,7 @@ def lut_layout(
     searched block (idskip = 1 exactly where the block has an identity shortcut), "Conv_1" for the
     feature-mix conv, "Logits" for the rest.
     """
-    space = resolve_space(space)
+    space = mbconv_space(space)
     config = space.config
     size = int(input_size or config.input_size)
     if size < 1:
@@ -216,20 +216,6 @@ def lut_layout(
     return LutLayout(space, size, classes, (stem, first, mix, logits), tuple(edges))
 
 
-def resolve_space(space: ProxylessSpace | str) -> ProxylessSpace:
-    """A `ProxylessSpace` instance, or the one registered under that name."""
-    if isinstance(space, ProxylessSpace):
-        return space
-    if isinstance(space, str):
-        built = SPACES.get(space)()
-        if not isinstance(built, ProxylessSpace):
-            raise UsageError(
-                f"space {space!r} is not a ProxylessNAS MBConv space; use proxyless-imagenet or proxyless-cifar"
-            )
-        return built
-    raise UsageError(f"expected a ProxylessSpace or its name, got {type(space).__name__}")
-
-
 def default_num_classes(space: ProxylessSpace) -> int:
     return NUM_CLASSES.get(space.name, 10)
 
@@ -238,7 +224,7 @@ def _table_layout(space: ProxylessSpace | str, table: LatencyTable) -> LutLayout
     """The layout a table was built for: its recorded input size and classes; for a table without that
     metadata (e.g. the released `mobile_trim.yaml`) the space's own input size and the class count of
     its "Logits" entry."""
-    space = resolve_space(space)
+    space = mbconv_space(space)
     classes = table.meta.get("num_classes")
     if classes is None:
         logits = [k for k in table.entries if k.startswith(f"{LOGITS}-")]
@@ -614,15 +600,8 @@ def cli_build_lut(
     return table
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises `UsageError` (exit 2 with one line under `nasrepro`) instead of exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageParser(
         prog="python -m nasrepro.methods.proxylessnas.latency_lut",
         description="ProxylessNAS latency look-up tables measured on this machine.",
         exit_on_error=False,
@@ -668,10 +647,7 @@ def main_build_lut(argv: Sequence[str] | None = None) -> int:
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    try:
-        return _parser().parse_args(list(argv))
-    except argparse.ArgumentError as err:
-        raise UsageError(str(err)) from None
+    return parse(_parser(), argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

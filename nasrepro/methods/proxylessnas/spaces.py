@@ -483,3 +483,17 @@ class ProxylessSpace(Space):
 for _config in (IMAGENET_SPACE, CIFAR_SPACE):
     if _config.name not in SPACES:
         SPACES.add(_config.name, functools.partial(ProxylessSpace, _config))
+
+
+def mbconv_space(space: ProxylessSpace | str) -> ProxylessSpace:
+    """A `ProxylessSpace` instance, or the one registered under that name."""
+    if isinstance(space, ProxylessSpace):
+        return space
+    if isinstance(space, str):
+        built = SPACES.get(space)()
+        if not isinstance(built, ProxylessSpace):
+            raise UsageError(
+                f"space {space!r} is not a ProxylessNAS MBConv space; use proxyless-imagenet or proxyless-cifar"
+            )
+        return built
+    raise UsageError(f"expected a ProxylessSpace or its name, got {type(space).__name__}")
