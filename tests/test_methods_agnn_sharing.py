@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -76,6 +77,25 @@ def test_only_the_parent_is_a_source_and_retain_bounds_the_bank():
     assert not sharing.has(PARENT)
 
 
+def test_a_restarted_search_reads_the_parent_from_the_store(tmp_path):
+    """After a crash the parent's weights exist only on disk; a new instance must inherit them."""
+    first = ConstrainedSharing(fine_tune_epochs=7, store=tmp_path)
+    parent = trained_parent(first)
+    assert len(list(tmp_path.glob("*.pt"))) == 1 and not list(tmp_path.glob("*.tmp"))
+
+    restarted = ConstrainedSharing(fine_tune_epochs=7, store=tmp_path)  # a fresh process
+    restarted.parent = PARENT
+    child = SPACE.to_model(SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes"), TASK)
+    assert restarted.before_fit("child", None, child)["metrics"]["inherited_layers"] == 1.0
+    got, want = dict(child.named_parameters()), dict(parent.named_parameters())
+    assert all(torch.equal(got[n], want[n]) for n in got if n.startswith("layers.0."))
+
+    restarted.after_fit("child", None, child)
+    restarted.retain(["child"])  # the parent is no longer a possible source: gone from disk too
+    assert not restarted.has(PARENT)
+    assert len(list(tmp_path.glob("*.pt"))) == 1  # the child's own weights
+
+
 def test_train_evaluator_fine_tunes_inherited_children_on_cora(data_root):
     task = get_task("cora")
     evaluator = TrainEvaluator(task, SPACE, budget=2, preset="smoke", data_dir=data_root)
@@ -112,3 +132,70 @@ def test_agnn_search_with_sharing_on_cora_inherits_from_the_incumbent(data_root,
     assert history[0]["metrics"]["inherited_layers"] == 0.0  # the first incumbent has no parent
     # children differ from the incumbent in one action class; those keeping layer 0's shapes inherit it
     assert any(q["metrics"]["inherited_layers"] == 1.0 for q in history[1:])
+
+
+SHARE_SCRIPT = """
+import sys
+from pathlib import Path
+from nasrepro.harness.runner import SearchRequest, run_search
+
+req = SearchRequest(method="agnn", task="cora", space="graphnas", seed=0, budget=5, preset="smoke",
+                    method_config={"share": True, "ctrl_steps": 2}, wandb="disabled", measure=False,
+                    data_dir=sys.argv[1], out=Path(sys.argv[2]), resume=sys.argv[3] == "1",
+                    checkpoint_seconds=0.0)
+run_search(req)
+"""
+
+
+@pytest.mark.slow  # three short live searches on Cora (minutes)
+def test_sigkilled_sharing_search_resumes_to_the_uninterrupted_record(data_root, tmp_path):
+    """Replayed children are not retrained, so the parent's weights must come back from the store."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nasrepro.tracking.records import read_record, strip_volatile
+
+    script = tmp_path / "share.py"
+    script.write_text(SHARE_SCRIPT)
+
+    def start(out, resume):
+        args = [sys.executable, str(script), str(data_root), str(out), "1" if resume else "0"]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        return subprocess.Popen(args, stderr=subprocess.PIPE, env=env)
+
+    reference = start(tmp_path / "reference", False)
+    assert reference.wait(timeout=900) == 0, reference.stderr.read().decode()
+    (path,) = (tmp_path / "reference").rglob("*.json")
+    want = read_record(path)
+
+    killed_out = tmp_path / "killed"
+    proc = start(killed_out, False)
+    deadline = time.monotonic() + 900
+    while True:  # kill once the first incumbent is checkpointed: its first child must inherit from disk
+        checkpoints = list(killed_out.rglob(".*.checkpoint"))
+        if checkpoints and len(json.loads(checkpoints[0].read_text())["history"]) >= 1:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    replayed = len(json.loads(checkpoints[0].read_text())["history"])
+    assert list(killed_out.rglob("agnn-sharing/*.pt")), "the kept weights must be on disk"
+    proc = start(killed_out, True)
+    assert proc.wait(timeout=900) == 0, proc.stderr.read().decode()
+    (path,) = killed_out.rglob("*.json")
+    got = read_record(path)
+
+    def timeless(query):  # wall-clock fields differ between any two runs
+        kept = {
+            k: v for k, v in query.items() if k not in ("cost_seconds", "cumulative_cost", "wall_seconds")
+        }
+        return kept | {"metrics": {k: v for k, v in query["metrics"].items() if k != "train_seconds"}}
+
+    assert [timeless(q) for q in got["history"]] == [timeless(q) for q in want["history"]]
+    assert strip_volatile(got)["best_arch"] == strip_volatile(want)["best_arch"]
+    # a child trained after the resume inherited weights its parent got before the kill
+    assert any(q["metrics"]["inherited_layers"] > 0 for q in got["history"][replayed:])

@@ -321,7 +321,10 @@ class AGNN(Method):
                 "weights to share; use a train task (e.g. cora) or share=false"
             )
         cfg: AGNNConfig = self.config  # type: ignore[assignment]
-        sharing = ConstrainedSharing(fine_tune_epochs=cfg.share_epochs)
+        # kept weights also go to the search checkpoint's folder, so a resumed search inherits as before
+        checkpoint = getattr(evaluator, "checkpoint", None)
+        store = None if checkpoint is None else checkpoint.artifacts_dir / "agnn-sharing"
+        sharing = ConstrainedSharing(fine_tune_epochs=cfg.share_epochs, store=store)
         evaluator.warm_start = sharing  # type: ignore[attr-defined]
         return sharing
 

@@ -15,13 +15,22 @@ The rules implemented here (the paper body is unverified, see README.md; they fo
 3. The output layer and batch normalisation are never shared: they are re-initialised, because the
    output layer is tied to the classifier and BN statistics belong to one architecture.
 4. A child that inherited anything is fine-tuned for `fine_tune_epochs` instead of the full recipe.
+
+Resuming: a resumed search replays its finished evaluations from the checkpoint without training
+them, so the weights the next child inherits would be missing. With a `store` directory (the search
+checkpoint's artifacts folder) every kept set of weights is also written there, atomically, and read
+back when a parent is not in memory; the resumed search then equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,16 +69,40 @@ class ConstrainedSharing:
     """Keeps trained weights of recent evaluations and hands the parent's homogeneous layers to
     each child. Set `parent` (an evaluator key) before querying a child."""
 
-    def __init__(self, fine_tune_epochs: int) -> None:
+    def __init__(self, fine_tune_epochs: int, store: str | Path | None = None) -> None:
         if fine_tune_epochs < 1:
             raise UsageError(f"share_epochs must be at least 1, got {fine_tune_epochs}")
         self.fine_tune_epochs = fine_tune_epochs
         self.parent: str | None = None
+        self.store = None if store is None else Path(store)
         self._bank: dict[str, dict[str, dict[str, Tensor]]] = {}
+
+    def _file(self, key: str) -> Path:
+        assert self.store is not None
+        return self.store / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
+
+    def _save(self, key: str) -> None:
+        if self.store is None:
+            return
+        self.store.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.store, suffix=".tmp")
+        os.close(fd)
+        torch.save({"key": key, "layers": self._bank[key]}, tmp)
+        os.replace(tmp, self._file(key))
+
+    def _weights(self, key: str | None) -> dict[str, dict[str, Tensor]] | None:
+        """The kept weights of `key`: in memory, else from the store (after a resume)."""
+        if key is None:
+            return None
+        if key not in self._bank and self.store is not None and self._file(key).is_file():
+            saved = torch.load(self._file(key), weights_only=True)
+            if saved.get("key") == key:
+                self._bank[key] = saved["layers"]
+        return self._bank.get(key)
 
     def before_fit(self, key: str, arch: Any, model: nn.Module) -> dict[str, Any]:
         """Copy the parent's homogeneous layers into `model` (rules 1-3); shorten the fit (rule 4)."""
-        parent = self._bank.get(self.parent) if self.parent is not None else None
+        parent = self._weights(self.parent)
         child = _shareable(model)
         inherited = []
         if parent is not None:
@@ -93,6 +126,7 @@ class ConstrainedSharing:
             layer: {name: tensor.detach().clone() for name, tensor in tensors.items()}
             for layer, tensors in _shareable(model).items()
         }
+        self._save(key)
 
     def retain(self, keys: Iterable[str]) -> None:
         """Forget every architecture's weights but `keys` (the incumbent): bounds memory."""
@@ -100,6 +134,8 @@ class ConstrainedSharing:
         for key in list(self._bank):
             if key not in keep:
                 del self._bank[key]
+                if self.store is not None:
+                    self._file(key).unlink(missing_ok=True)
 
     def has(self, key: str) -> bool:
-        return key in self._bank
+        return self._weights(key) is not None
