@@ -94,8 +94,9 @@ class ConstrainedSharing:
         """The kept weights of `key`: in memory, else from the store (after a resume)."""
         if key is None:
             return None
-        if key not in self._bank and self.store is not None and self._file(key).is_file():
-            saved = torch.load(self._file(key), weights_only=True)
+        path = None if self.store is None else self._file(key)
+        if key not in self._bank and path is not None and path.is_file():
+            saved = torch.load(path, weights_only=True)
             if saved.get("key") == key:
                 self._bank[key] = saved["layers"]
         return self._bank.get(key)
