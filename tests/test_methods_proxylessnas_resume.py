@@ -116,8 +116,11 @@ def test_sigkill_between_supernet_epochs_then_resume_equals_uninterrupted(
     assert not leftovers and not list(out.rglob("*.artifacts")), leftovers
 
 
-def test_a_fresh_run_ignores_a_stale_supernet_checkpoint(tmp_path: Path, data_root: Path) -> None:
-    """Without --resume the fit starts over: a checkpoint left by a killed run is discarded."""
+def test_a_fresh_run_refuses_then_ignores_a_stale_supernet_checkpoint(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """Without --resume a killed run's state is never silently overwritten: the run refuses and says
+    how to go on; once the search checkpoint is deleted, the left-over supernet state is discarded."""
     out = tmp_path / "out"
     proc = start(tmp_path, data_root, out, resume=False)
     deadline = time.monotonic() + 90
@@ -131,6 +134,13 @@ def test_a_fresh_run_ignores_a_stale_supernet_checkpoint(tmp_path: Path, data_ro
     payload["proxyless"]["epoch_log"] = [{"epoch": -1}]  # would show in the record if it were reused
     torch.save(payload, stale)
 
+    refused = start(tmp_path, data_root, out, resume=False)
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode != 0 and "rerun with --resume to continue it" in err.decode()
+    assert stale.exists()
+
+    (search_checkpoint,) = out.rglob(".*.checkpoint")
+    search_checkpoint.unlink()  # the user chose to start over
     record, started_from = finish(start(tmp_path, data_root, out, resume=False), out)
     assert started_from == "ckpt_path None"
     assert [row["epoch"] for row in record["method_extra"]["log"]["epochs"]] == list(range(EPOCHS))

@@ -33,6 +33,7 @@ class SearchCheckpoint:
         self.path, self.fingerprint, self.every_seconds = path, fingerprint, every_seconds
         self._last_save = time.monotonic()
         self.elapsed_before = 0.0  # wall seconds spent by earlier, interrupted attempts
+        self.resumed = False  # True once `load()` has read an earlier attempt's state
         self._started = time.monotonic()
 
     @property
@@ -65,6 +66,7 @@ class SearchCheckpoint:
                 "rerun with the same options or without --resume"
             )
         self.elapsed_before = float(state.get("wall_seconds", 0.0))
+        self.resumed = True
         return queries
 
     def elapsed(self) -> float:

@@ -145,6 +145,13 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     )
     if req.resume:
         evaluator.resume_from(checkpoint.load())
+    elif checkpoint.path.exists():  # never overwrite finished work the user may still want
+        raise UsageError(
+            f"{checkpoint.path} holds an interrupted run of this search; rerun with --resume to continue "
+            f"it, or delete it (and {checkpoint.artifacts_dir.name} beside it) to start over"
+        )
+    else:
+        checkpoint.remove()  # artifacts of an attempt killed before its first checkpoint
     evaluator.checkpoint = checkpoint
     executor = None
     if req.executor != "local" and isinstance(evaluator, TrainEvaluator):

@@ -357,15 +357,14 @@ class SupernetCheckpoint(Checkpoint):
 def supernet_checkpointing(evaluator: Evaluator) -> tuple[list[Checkpoint], Path | None]:
     """The epoch-end checkpoint callback and, on a resumed run, the checkpoint to continue from.
 
-    A run resumes when the runner has read an earlier attempt's search checkpoint (``--resume``),
-    which sets its `elapsed_before` to the wall time of the attempts so far; a fresh run deletes a
-    stale supernet checkpoint, so it never continues someone else's fit.
+    A run resumes when the runner has read an earlier attempt's search checkpoint (``--resume``);
+    otherwise a stale supernet checkpoint is deleted, so a fit never continues someone else's.
     """
     search_checkpoint = getattr(evaluator, "checkpoint", None)
     if search_checkpoint is None or getattr(search_checkpoint, "path", None) is None:
         return [], None
     callback = SupernetCheckpoint(search_checkpoint, evaluator)
-    if callback.path.exists() and search_checkpoint.elapsed_before > 0:
+    if callback.path.exists() and search_checkpoint.resumed:
         return [callback], callback.path
     callback.path.unlink(missing_ok=True)
     return [callback], None
