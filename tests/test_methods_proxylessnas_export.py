@@ -91,6 +91,10 @@ def test_hand_written_config_is_read_block_by_block() -> None:
             "block 1 is a PoolingLayer",
         ),
         (lambda c: c["blocks"][3]["mobile_inverted_conv"].update(in_channels=7), "block 3 takes 7 channels"),
+        (
+            lambda c: c["blocks"][1]["mobile_inverted_conv"].pop("expand_ratio"),
+            "block 1 has no 'expand_ratio'",
+        ),
     ],
 )
 def test_bad_configs_name_the_block(edit, needle: str) -> None:

@@ -108,9 +108,11 @@ def _block_geometry(block: dict[str, Any], index: int) -> tuple[int | None, int 
         raise UsageError(
             f"ProxylessNASNets config: {where} is a {name}; only MBInvertedConvLayer/ZeroLayer fit"
         )
-    kernel, expand = int(op["kernel_size"]), int(op["expand_ratio"])
-    code = f"{kernel}E{expand}"
-    return int(op["in_channels"]), int(op["out_channels"]), int(op["stride"]), code
+    field = {
+        key: int(_get(op, key, where)) for key in ("in_channels", "out_channels", "kernel_size", "stride")
+    }
+    code = f"{field['kernel_size']}E{int(_get(op, 'expand_ratio', where))}"
+    return field["in_channels"], field["out_channels"], field["stride"], code
 
 
 def spec_from_config(config: dict[str, Any], input_size: int = 224) -> NetSpec:
