@@ -39,8 +39,6 @@ run per equivalence class. ``NB201Table.lookup`` itself answers any raw cell fro
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +56,7 @@ from nasrepro.paths import data_dir as resolve_data_dir
 from nasrepro.spaces.nasbench201 import SPACE_SIZE, NB201Arch, all_arch_strings
 from nasrepro.tasks import TASKS
 from nasrepro.tasks.datafiles import ExpectedFile, require, sha256, status
+from nasrepro.tracking.records import atomic_write
 
 FORMAT = "nasrepro-nb201"
 FORMAT_VERSION = 1
@@ -221,15 +220,7 @@ def write_compact(
         },
         metadata={META_KEY: json.dumps(meta).encode()},
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(out_path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     return out_path
 
 

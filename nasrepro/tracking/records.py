@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata
@@ -95,28 +95,34 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the new one, never a part.
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Have `write(tmp)` fill a temporary file, then rename it over `path`: readers see the old file
+    or the new one, never a part.
 
-    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed over
-    the target (rename is atomic on POSIX); if anything fails, the temporary file is removed and
-    the previous file survives.
+    The temporary file sits in the same folder (rename is atomic on POSIX there), is flushed to disk
+    before the rename, and is removed if anything fails, so the previous file survives. It gets the
+    ordinary permissions of a new file (mkstemp would make it 0600).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; a record is an ordinary, shareable file
+    os.fchmod(fd, 0o666 & ~umask)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
+        write(tmp)
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 _HISTORY = "__nasrepro_history__"

@@ -25,9 +25,7 @@ back when a parent is not in memory; the resumed search then equals an uninterru
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from nasrepro.errors import UsageError
+from nasrepro.tracking.records import atomic_write
 
 _LAYER = re.compile(r"^(layers\.\d+)\.")
 
@@ -82,13 +81,9 @@ class ConstrainedSharing:
         return self.store / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
 
     def _save(self, key: str) -> None:
-        if self.store is None:
-            return
-        self.store.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.store, suffix=".tmp")
-        os.close(fd)
-        torch.save({"key": key, "layers": self._bank[key]}, tmp)
-        os.replace(tmp, self._file(key))
+        if self.store is not None:
+            layers = self._bank[key]
+            atomic_write(self._file(key), lambda tmp: torch.save({"key": key, "layers": layers}, tmp))
 
     def _weights(self, key: str | None) -> dict[str, dict[str, Tensor]] | None:
         """The kept weights of `key`: in memory, else from the store (after a resume)."""

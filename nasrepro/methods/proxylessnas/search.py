@@ -35,8 +35,6 @@ log equal an uninterrupted run's. The runner deletes `artifacts_dir` once the re
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +62,7 @@ from nasrepro.methods.proxylessnas.search_module import (
 from nasrepro.methods.proxylessnas.spaces import ProxylessSpace
 from nasrepro.methods.proxylessnas.supernet import EdgeCosts, MBConvSupernet, NB201Supernet, Supernet
 from nasrepro.spaces.nasbench201 import NB201Space
+from nasrepro.tracking.records import atomic_write
 
 PRESET_NAMES = ("smoke", "cpu", "paper")
 
@@ -329,15 +328,8 @@ class SupernetCheckpoint(Checkpoint):
         self.path = Path(search_checkpoint.artifacts_dir) / SUPERNET_CHECKPOINT
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        try:
-            # weights_only=False here means "the full training state", not torch.load's flag
-            trainer.save_checkpoint(tmp, weights_only=False)
-            os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        # weights_only=False here means "the full training state", not torch.load's flag
+        atomic_write(self.path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False))
         self.search_checkpoint.save(self.evaluator)
 
     def on_save_checkpoint(
