@@ -150,8 +150,8 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
             f"{checkpoint.path} holds an interrupted run of this search; rerun with --resume to continue "
             f"it, or delete it (and {checkpoint.artifacts_dir.name} beside it) to start over"
         )
-    else:
-        checkpoint.remove()  # artifacts of an attempt killed before its first checkpoint
+    if not checkpoint.resumed:  # artifacts of an attempt killed before its first checkpoint
+        checkpoint.remove()
     evaluator.checkpoint = checkpoint
     executor = None
     if req.executor != "local" and isinstance(evaluator, TrainEvaluator):

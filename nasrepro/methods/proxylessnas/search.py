@@ -349,17 +349,14 @@ class SupernetCheckpoint(Checkpoint):
 def supernet_checkpointing(evaluator: Evaluator) -> tuple[list[Checkpoint], Path | None]:
     """The epoch-end checkpoint callback and, on a resumed run, the checkpoint to continue from.
 
-    A run resumes when the runner has read an earlier attempt's search checkpoint (``--resume``);
-    otherwise a stale supernet checkpoint is deleted, so a fit never continues someone else's.
+    The runner clears the artifacts folder unless it resumed an earlier attempt, so a supernet checkpoint
+    found here is always this run's own, to continue from.
     """
     search_checkpoint = getattr(evaluator, "checkpoint", None)
     if search_checkpoint is None or getattr(search_checkpoint, "path", None) is None:
         return [], None
     callback = SupernetCheckpoint(search_checkpoint, evaluator)
-    if callback.path.exists() and search_checkpoint.resumed:
-        return [callback], callback.path
-    callback.path.unlink(missing_ok=True)
-    return [callback], None
+    return [callback], (callback.path if callback.path.exists() else None)
 
 
 @register_method
