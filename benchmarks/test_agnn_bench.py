@@ -13,6 +13,8 @@ import torch
 
 import nasrepro.methods.agnn  # noqa: F401  (registration)
 from nasrepro.harness.evaluator import TableEvaluator
+from nasrepro.harness.recipe import with_overrides
+from nasrepro.harness.run import run_of
 from nasrepro.methods import get_method
 from nasrepro.methods.agnn.controller import AGNNController, GraphNASController
 from nasrepro.tasks import get_task
@@ -65,7 +67,7 @@ def test_search_speed(benchmark, cora, name):
 
     def search():
         ev = TableEvaluator(task, space, budget=BUDGET)
-        get_method(name)().search(task, space, BUDGET, ev, next(seeds))
+        get_method(name)().search(run_of(ev, next(seeds), budget=BUDGET))
         return ev
 
     ev = benchmark.pedantic(search, rounds=5, iterations=1)
@@ -103,16 +105,19 @@ def test_child_training_speed(benchmark, name):
         return
     arch, shared = CHILDREN[name]
     space = GraphNasSpace()
+    preset = with_overrides(task.preset("smoke"), space.recipe_overrides(task))
 
     def train_child():
-        return TrainEvaluator(task, space, budget=1, preset="smoke", data_dir=data).query(space.parse(arch))
+        return TrainEvaluator(task, space, budget=1, preset=preset, data_dir=data).query(space.parse(arch))
 
     if shared:  # time only the child: train the parent in setup
         evaluator_box = {}
 
         def setup():
-            evaluator = TrainEvaluator(task, space, budget=2, preset="smoke", data_dir=data)
-            sharing = evaluator.warm_start = ConstrainedSharing(fine_tune_epochs=20)
+            sharing = ConstrainedSharing(fine_tune_epochs=20)
+            evaluator = TrainEvaluator(
+                task, space, budget=2, preset=preset, data_dir=data, warm_start=sharing
+            )
             sharing.parent = evaluator.query(space.parse(arch.replace("elu", "relu", 1))).arch
             evaluator_box["ev"] = evaluator
             return (), {}

@@ -21,6 +21,7 @@ import pytest
 
 from nasrepro.harness.executors import get_executor, is_failure
 from nasrepro.harness.executors.jobs import train_evaluation
+from nasrepro.tasks import get_task
 
 GROUP = "executors: 8 GCN fits on Cora (cpu preset, 1 thread each)"
 SEEDS = list(range(8))
@@ -43,8 +44,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_eight_gcn_fits(benchmark, data_root, name, workers):
     if name == "ray":
         pytest.importorskip("ray", reason="install the ray extra: pip install 'nasrepro[ray]'")
-    job = partial(train_evaluation, "cora", None, "gcn", "cpu", data_dir=data_root)  # item = seed
-    warm_up = partial(train_evaluation, "cora", None, "gcn", "smoke", data_dir=data_root)
+    task = get_task("cora")
+    job = partial(train_evaluation, task, None, "gcn", task.preset("cpu"), data_dir=data_root)  # item = seed
+    warm_up = partial(train_evaluation, task, None, "gcn", task.preset("smoke"), data_dir=data_root)
     opened = []
 
     def setup():

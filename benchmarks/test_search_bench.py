@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nasrepro.harness.evaluator import TableEvaluator
+from nasrepro.harness.run import run_of
 from nasrepro.methods import get_method
 from nasrepro.tasks import get_task
 
@@ -35,7 +36,7 @@ def lookup_only(task, space, seed):
 
 def search(name, task, space, seed):
     ev = TableEvaluator(task, space, budget=BUDGET)
-    get_method(name)().search(task, space, BUDGET, ev, seed)
+    get_method(name)().search(run_of(ev, seed, budget=BUDGET))
     return ev
 
 

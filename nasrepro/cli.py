@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from nasrepro.app.requests import parse_seeds
 from nasrepro.errors import NasreproError, UsageError
 
 DEFAULT_TASK = "nasbench-graph/cora"
@@ -26,20 +26,6 @@ DEFAULT_METHOD = "evolution"
 DEFAULT_SEEDS = "0-4"
 Preset = Literal["smoke", "cpu", "paper"]
 Wandb = Literal["offline", "online", "disabled"]
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`"0-19"`, `"3"` or `"0,2,5-7"` -> sorted unique seeds."""
-    seeds: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise UsageError(f"--seeds takes ranges like 0-19 or 0,2,5-7, got {text!r}")
-        lo, hi = int(match[1]), int(match[2] or match[1])
-        if hi < lo:
-            raise UsageError(f"--seeds range {part.strip()!r} runs backwards")
-        seeds.update(range(lo, hi + 1))
-    return sorted(seeds)
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -80,14 +66,19 @@ def _search_parser() -> ArgumentParser:
         "--executor",
         type=Literal["local", "ray"],
         default="local",
-        help="local: seeds in parallel processes; ray: each search trains --workers architectures at once",
+        help="where evaluations run: local (in this process) or ray (--workers at once)",
     )
     p.add_argument(
-        "--workers",
+        "--workers", type=int, default=1, help="evaluations in flight at once within one search (any executor)"
+    )
+    p.add_argument(
+        "--parallel-seeds",
         type=int | None,
         default=None,
-        help="local: parallel seed processes (default: cores); ray: concurrent evaluations per search",
+        help="seeds run at once in separate processes (default: one process for table tasks, "
+        "else one per core; $NASREPRO_WORKERS)",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress output while searching")
     p.add_argument("--resume", action="store_true", help="continue unfinished seeds from their checkpoints")
     p.add_argument(
         "--tag", type=str, default="", help="names a variant (other space/options): kept apart in records"
@@ -186,18 +177,40 @@ def _summary(records: list[dict[str, Any]], what: str) -> str:
     )
 
 
-def cmd_search(args: Namespace) -> int:
-    from nasrepro.harness.parallel import run_many
-    from nasrepro.harness.runner import SearchRequest, check_tag
-    from nasrepro.methods import get_method
-    from nasrepro.tasks import get_task
+def _out_dir(text: str) -> Path:
+    """`--out` as a folder this process can write, or one line saying why not."""
+    out = Path(text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".nasrepro-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(
+            f"--out {text}: cannot write there ({err.strerror or type(err).__name__}); choose a writable folder"
+        ) from None
+    return out
 
-    check_tag(args.tag)
-    task = get_task(args.task)  # fail fast on names and options before starting processes
-    get_method(args.method)(dict(args.method_config))
-    task.preset(args.preset)
-    if args.budget is not None and args.budget < 1:
-        raise UsageError(f"--budget must be a positive number of unique queries, got {args.budget}")
+
+def _positive(flag: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{flag} must be at least 1, got {value}")
+
+
+def cmd_search(args: Namespace) -> int:
+    from nasrepro.app.parallel import run_many
+    from nasrepro.app.requests import SearchRequest
+    from nasrepro.app.resolve import check_budget
+    from nasrepro.app.search import resolve
+
+    check_budget(args.budget)
+    _positive("--workers", args.workers)
+    _positive("--parallel-seeds", args.parallel_seeds)
+    if args.executor == "local" and args.workers != 1:
+        raise UsageError(
+            f"the local executor runs one evaluation at a time, got --workers {args.workers}; "
+            "use --executor ray to run several at once (--parallel-seeds runs seeds side by side)"
+        )
     requests = [
         SearchRequest(
             method=args.method,
@@ -208,20 +221,25 @@ def cmd_search(args: Namespace) -> int:
             reward=args.reward,
             space=args.space,
             method_config=dict(args.method_config),
-            out=Path(args.out),
+            out=_out_dir(args.out),
             data_dir=Path(args.data_dir) if args.data_dir else None,
             wandb=args.wandb,
             resume=args.resume,
             tag=args.tag,
             executor=args.executor,
-            workers=args.workers or 1,
+            workers=args.workers,
+            progress=not args.quiet,
         )
         for seed in _seeds(args, DEFAULT_SEEDS)
     ]
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    # With Ray the parallelism is inside each search, so seeds run one after another.
-    results = run_many("search", requests, 1 if args.executor == "ray" else args.workers)
+    resolved = resolve(requests[0])  # fail fast on names and options before starting processes
+    parallel = args.parallel_seeds
+    if parallel is None:
+        # A table look-up is cheaper than starting a process (torch import); training is not.
+        parallel = 1 if resolved.task.kind == "table" else None
+    if args.executor == "ray":  # the parallelism is inside each search
+        parallel = 1
+    results = run_many("search", requests, parallel)
     for record, path in results:
         print(
             f"seed {record['seed']:>3}: best {record['best_arch']}  val {record['metrics']['val']:.2f}  "
@@ -233,8 +251,8 @@ def cmd_search(args: Namespace) -> int:
 
 
 def cmd_evaluate(args: Namespace) -> int:
-    from nasrepro.harness.parallel import run_many
-    from nasrepro.harness.runner import EvaluateRequest
+    from nasrepro.app.parallel import run_many
+    from nasrepro.app.requests import EvaluateRequest
 
     requests = [
         EvaluateRequest(
@@ -242,7 +260,7 @@ def cmd_evaluate(args: Namespace) -> int:
             arch=args.arch,
             preset=args.preset,
             seed=seed,
-            out=Path(args.out),
+            out=_out_dir(args.out),
             data_dir=Path(args.data_dir) if args.data_dir else None,
             wandb=args.wandb,
             devices=args.devices,
@@ -276,11 +294,19 @@ def cmd_tasks(args: Namespace) -> int:
 
 
 def cmd_methods(args: Namespace) -> int:
+    """Per method: what it is, its paper, the task kinds and space views it needs, its default spaces."""
     from nasrepro.methods import get_method, method_names
 
     for name in method_names():
-        doc = (get_method(name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<18} {doc}")
+        method = get_method(name)
+        doc = (method.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<16} {doc}")
+        print(f"{'':<16} paper: {method.paper or '-'}")
+        views = ", ".join(sorted(method.needs - {"basic"})) or "any"
+        print(f"{'':<16} tasks: {', '.join(sorted(method.task_kinds))} (space view: {views})")
+        if method.default_spaces:
+            defaults = ", ".join(f"{task} -> {space}" for task, space in method.default_spaces.items())
+            print(f"{'':<16} default spaces: {defaults}")
     return 0
 
 

@@ -15,6 +15,6 @@ case "$preset" in
   cpu) n=30; seeds=0-1 ;;
   paper) n=30; seeds=0-2 ;;
 esac
-python -m nasrepro.tracking.table_agreement --task cora --table nasbench-graph/cora \
+python -m nasrepro.app.studies.table_agreement --task cora --table nasbench-graph/cora \
   --n "$n" --seeds "$seeds" --preset "$preset" --out "$out"
 nasrepro leaderboard --results "$out"

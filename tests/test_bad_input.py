@@ -81,7 +81,7 @@ def test_nan_loss_in_a_search_is_recorded_and_the_search_goes_on(data_root, monk
     monkeypatch.setitem(
         task._presets, "smoke", smoke.__class__("smoke", smoke.recipe.replace(epochs=3), smoke.search_budget)
     )
-    ev = TrainEvaluator(task, space, budget=2, preset="smoke", data_dir=data_root)
+    ev = TrainEvaluator(task, space, budget=2, preset=task.preset("smoke"), data_dir=data_root)
     failed, ok = ev.query(bad), ev.query(good)
     assert failed.status == "failed" and "non-finite" in failed.reason
     assert ok.status == "ok" and ev.best() is ok

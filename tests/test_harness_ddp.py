@@ -39,7 +39,7 @@ import lightning as L
 import torch
 
 from nasrepro.harness.recipe import with_overrides
-from nasrepro.harness.runner import quiet_lightning
+from nasrepro.harness.quiet import quiet_lightning
 from nasrepro.harness.training import fit_and_evaluate
 from nasrepro.tasks import get_task
 

@@ -7,7 +7,8 @@ threads: the Ray executor gives each of its two workers one core, and the local 
 
 import pytest
 
-from nasrepro.harness.runner import SearchRequest, run_search
+from nasrepro.app.requests import SearchRequest
+from nasrepro.app.search import run_search
 from nasrepro.tracking.records import strip_volatile
 
 pytest.importorskip("ray")

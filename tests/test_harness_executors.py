@@ -27,6 +27,9 @@ from nasrepro.harness.executors import (
 )
 from nasrepro.harness.executors.jobs import train_evaluation
 from nasrepro.harness.executors.ray_executor import INSTALL_HINT
+from nasrepro.harness.recipe import with_overrides
+from nasrepro.spaces import get_space
+from nasrepro.tasks import get_task
 
 # --- top-level (picklable) functions the executors run ----------------------------------------
 
@@ -206,10 +209,12 @@ def test_ray_refuses_gpu_tasks_on_a_cluster_without_gpus(ray_executor):
 
 def test_train_evaluation_is_identical_locally_and_on_ray(ray_executor, local_executor, data_root):
     """The reference GCN on Cora (smoke preset), plus a malformed NAS-Bench-Graph architecture."""
-    job = partial(train_evaluation, "cora", None, preset="smoke", seed=0, data_dir=str(data_root))
-    items = ["gcn", "0,1,2,3:gcn,fc,nope,skip"]
-    remote = ray_executor.map(job, items)
-    local = local_executor.map(job, items)
+    task = get_task("cora")
+    job = partial(train_evaluation, task, None, preset=task.preset("smoke"), seed=0, data_dir=data_root)
+    space = get_space("nasbench-graph")
+    arch_job = partial(train_evaluation, task, space, preset=task.preset("smoke"), seed=0, data_dir=data_root)
+    remote = ray_executor.map(job, ["gcn"]) + ray_executor.map(arch_job, ["0,1,2,3:gcn,fc,nope,skip"])
+    local = local_executor.map(job, ["gcn"]) + local_executor.map(arch_job, ["0,1,2,3:gcn,fc,nope,skip"])
     assert not is_failure(remote[0]), remote[0]
     keys = ("val", "test", "epochs", "params")
     assert {k: remote[0][k] for k in keys} == {k: local[0][k] for k in keys}
@@ -222,7 +227,9 @@ def test_train_evaluation_is_identical_locally_and_on_ray(ray_executor, local_ex
 @pytest.mark.slow
 def test_train_evaluation_nasbench_graph_arch_locally_and_on_ray(ray_executor, local_executor, data_root):
     """A NAS-Bench-Graph architecture string of the `cora` task's own space (~15 s per fit)."""
-    job = partial(train_evaluation, "cora", None, preset="smoke", seed=1, data_dir=str(data_root))
+    task, space = get_task("cora"), get_space("nasbench-graph")
+    preset = with_overrides(task.preset("smoke"), space.recipe_overrides(task))
+    job = partial(train_evaluation, task, space, preset=preset, seed=1, data_dir=data_root)
     [remote] = ray_executor.map(job, ["0,1,2,3:gcn,fc,skip,skip"])
     [local] = local_executor.map(job, ["0,1,2,3:gcn,fc,skip,skip"])
     assert not is_failure(remote), remote

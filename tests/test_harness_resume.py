@@ -19,7 +19,8 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from conftest import CategoricalToySpace, ToyTable, ToyTask
     from nasrepro import tasks
-    from nasrepro.harness.runner import SearchRequest, run_search
+    from nasrepro.app.requests import SearchRequest
+    from nasrepro.app.search import run_search
 
     class SlowTable(ToyTable):
         def lookup(self, arch):
@@ -122,7 +123,8 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
 def test_a_fresh_run_never_overwrites_an_interrupted_one(tmp_path, toy_task, monkeypatch):
     """Without --resume a left-over checkpoint is finished work: refuse, and say how to go on."""
     from nasrepro import tasks
-    from nasrepro.harness.runner import SearchRequest, run_search
+    from nasrepro.app.requests import SearchRequest
+    from nasrepro.app.search import run_search
 
     tasks._load()
     monkeypatch.setitem(tasks._instances, "toy", toy_task)

@@ -14,6 +14,7 @@ import nasrepro.methods.agnn  # noqa: F401  (registration)
 from nasrepro.errors import UsageError
 from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.method import METHODS
+from nasrepro.harness.run import run_of
 from nasrepro.harness.table import TableEntry
 from nasrepro.methods.agnn.controller import AGNNController, GraphNASController, _entropy_softmax
 from nasrepro.tasks import get_task
@@ -29,17 +30,15 @@ def cora():
 def run(name, cora, budget, seed, config=None, spy=False, evaluator=None):
     """A search; with `spy`, also the raw encoding of every architecture handed to the evaluator."""
     task, space = cora
-    ev = evaluator or TableEvaluator(task, space, budget=budget)
     asked = []
-    if spy:
-        query = ev.query
 
-        def recording(arch):
+    class Spy(TableEvaluator):
+        def query(self, arch):
             asked.append(space.encode(arch))
-            return query(arch)
+            return super().query(arch)
 
-        ev.query = recording
-    result = METHODS.get(name)(config).search(task, space, budget, ev, seed)
+    ev = evaluator or (Spy if spy else TableEvaluator)(task, space, budget=budget)
+    result = METHODS.get(name)(config).search(run_of(ev, seed, budget=budget))
     return result, ev, asked
 
 
@@ -100,12 +99,12 @@ def test_incumbent_never_gets_worse_and_is_promoted_only_at_epoch_ends(cora):
 def test_budget_is_counted_exactly_and_same_seed_gives_same_history(cora, name):
     a, ev_a, _ = run(name, cora, 60, 11)
     b, ev_b, _ = run(name, cora, 60, 11)
-    c, _, _ = run(name, cora, 60, 12)
+    c, ev_c, _ = run(name, cora, 60, 12)
     assert ev_a.n_queries == 60 and len({q.arch for q in ev_a.history}) == 60
     assert [
-        q.to_dict() | {"wall_seconds": 0, "cost_seconds": 0, "cumulative_cost": 0} for q in a.history
-    ] == [q.to_dict() | {"wall_seconds": 0, "cost_seconds": 0, "cumulative_cost": 0} for q in b.history]
-    assert [q.arch for q in a.history] != [q.arch for q in c.history]
+        q.to_dict() | {"wall_seconds": 0, "cost_seconds": 0, "cumulative_cost": 0} for q in ev_a.history
+    ] == [q.to_dict() | {"wall_seconds": 0, "cost_seconds": 0, "cumulative_cost": 0} for q in ev_b.history]
+    assert [q.arch for q in ev_a.history] != [q.arch for q in ev_c.history]
     assert a.best_arch == b.best_arch == ev_a.best().arch
 
 
@@ -121,7 +120,7 @@ def test_test_accuracy_never_influences_the_search(cora, monkeypatch):
     """Selection uses validation only (fact sheet item 5): scrambling the test column of the table
     must leave the searched trajectory unchanged."""
     task, space = cora
-    reference, _, _ = run("agnn", cora, 60, 2)
+    reference, ref_ev, _ = run("agnn", cora, 60, 2)
     ev = TableEvaluator(task, space, budget=60)
     lookup, rng = ev.table.lookup, np.random.default_rng(0)
 
@@ -131,7 +130,7 @@ def test_test_accuracy_never_influences_the_search(cora, monkeypatch):
 
     monkeypatch.setattr(ev.table, "lookup", scrambled)  # the table is shared: undo after the test
     result, _, _ = run("agnn", cora, 60, 2, evaluator=ev)
-    assert [q.arch for q in result.history] == [q.arch for q in reference.history]
+    assert [q.arch for q in ev.history] == [q.arch for q in ref_ev.history]
     assert result.best_arch == reference.best_arch
     assert isinstance(lookup(space.parse(reference.best_arch)), TableEntry)
 
@@ -162,13 +161,13 @@ def test_invalid_encodings_are_resampled(cora, monkeypatch):
     assert all(gat not in child[4:] for child in asked[1:])
 
 
-def test_resume_by_replay_reproduces_the_uninterrupted_search(cora):
+def test_resume_by_replay_reproduces_the_uninterrupted_search(cora, monkeypatch):
     """The harness resumes by replaying answered queries (harness/checkpoint.py); a deterministic
     method must ask for exactly the same architectures and then continue where it stopped."""
     task, space = cora
-    reference, _, _ = run("agnn", cora, 50, 9)
+    reference, ref_ev, _ = run("agnn", cora, 50, 9)
     ev = TableEvaluator(task, space, budget=50)
-    ev.resume_from(reference.history[:23])
+    ev.resume_from(ref_ev.history[:23])
     lookups = []
     lookup = ev.table.lookup
 
@@ -176,11 +175,11 @@ def test_resume_by_replay_reproduces_the_uninterrupted_search(cora):
         lookups.append(arch)
         return lookup(arch)
 
-    ev.table.lookup = counting
+    monkeypatch.setattr(ev.table, "lookup", counting)
     resumed, _, _ = run("agnn", cora, 50, 9, evaluator=ev)
     assert not ev.replaying
     assert len(lookups) == 27  # only the unanswered queries were evaluated
-    assert [q.arch for q in resumed.history] == [q.arch for q in reference.history]
+    assert [q.arch for q in ev.history] == [q.arch for q in ref_ev.history]
     assert resumed.extra["incumbent_trajectory"] == reference.extra["incumbent_trajectory"]
 
 
@@ -252,15 +251,14 @@ def test_bad_configurations_are_usage_errors(cora, toy_task, toy_space):
     task, space = cora
     ev = TableEvaluator(task, space, budget=5)
     with pytest.raises(UsageError, match="live training"):
-        METHODS.get("agnn")({"share": True}).search(task, space, 5, ev, 0)
+        METHODS.get("agnn")({"share": True}).search(run_of(ev, 0, budget=5))
     with pytest.raises(UsageError, match="guide_type"):
-        METHODS.get("agnn")({"guide_type": 2}).search(task, space, 5, ev, 0)
+        METHODS.get("agnn")({"guide_type": 2}).search(run_of(ev, 0, budget=5))
     with pytest.raises(UsageError, match="ctrl_steps"):
-        METHODS.get("graphnas-rl")({"ctrl_steps": 0}).search(task, space, 5, ev, 0)
+        METHODS.get("graphnas-rl")({"ctrl_steps": 0}).search(run_of(ev, 0, budget=5))
     with pytest.raises(UsageError, match="entropy_estimate"):
-        METHODS.get("agnn")({"entropy_estimate": "exact"}).search(task, space, 5, ev, 0)
+        METHODS.get("agnn")({"entropy_estimate": "exact"}).search(run_of(ev, 0, budget=5))
     with pytest.raises(UsageError, match="no option"):
         METHODS.get("agnn")({"temperture": 3})
-    with pytest.raises(UsageError, match="categorical view"):
-        METHODS.get("agnn")().search(toy_task, toy_space, 5, TableEvaluator(toy_task, toy_space, budget=5), 0)
+    assert "categorical" in METHODS.get("agnn").incompatibility(toy_task, toy_space)
     assert ev.n_queries == 0

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nasrepro.harness.evaluator import TrainEvaluator
+from nasrepro.harness.recipe import with_overrides
 from nasrepro.methods.agnn.sharing import ConstrainedSharing
 from nasrepro.spaces.graphnas import GraphNasSpace
 from nasrepro.tasks import get_task
@@ -98,8 +99,9 @@ def test_a_restarted_search_reads_the_parent_from_the_store(tmp_path):
 
 def test_train_evaluator_fine_tunes_inherited_children_on_cora(data_root):
     task = get_task("cora")
-    evaluator = TrainEvaluator(task, SPACE, budget=2, preset="smoke", data_dir=data_root)
-    sharing = evaluator.warm_start = ConstrainedSharing(fine_tune_epochs=3)
+    sharing = ConstrainedSharing(fine_tune_epochs=3)
+    preset = with_overrides(task.preset("smoke"), SPACE.recipe_overrides(task))
+    evaluator = TrainEvaluator(task, SPACE, budget=2, preset=preset, data_dir=data_root, warm_start=sharing)
     parent = evaluator.query(SPACE.parse("gcn,sum,relu,1,16|gcn,sum,linear,1,classes"))
     sharing.parent = parent.arch
     child = evaluator.query(SPACE.parse("gcn,sum,elu,1,16|gcn,sum,linear,1,classes"))
@@ -111,7 +113,8 @@ def test_train_evaluator_fine_tunes_inherited_children_on_cora(data_root):
 
 @pytest.mark.slow  # minutes: the sampled GraphNAS children can be 16-head, 256-unit GATs
 def test_agnn_search_with_sharing_on_cora_inherits_from_the_incumbent(data_root, tmp_path):
-    from nasrepro.harness.runner import SearchRequest, run_search
+    from nasrepro.app.requests import SearchRequest
+    from nasrepro.app.search import run_search
 
     request = SearchRequest(
         method="agnn",
@@ -137,7 +140,8 @@ def test_agnn_search_with_sharing_on_cora_inherits_from_the_incumbent(data_root,
 SHARE_SCRIPT = """
 import sys
 from pathlib import Path
-from nasrepro.harness.runner import SearchRequest, run_search
+from nasrepro.app.requests import SearchRequest
+from nasrepro.app.search import run_search
 
 req = SearchRequest(method="agnn", task="cora", space="graphnas", seed=0, budget=5, preset="smoke",
                     method_config={"share": True, "ctrl_steps": 2}, wandb="disabled", measure=False,

@@ -2,13 +2,14 @@ import pytest
 
 from nasrepro.errors import UsageError
 from nasrepro.harness.evaluator import TableEvaluator
+from nasrepro.harness.run import run_of
 from nasrepro.methods import get_method, method_names
 from nasrepro.methods.baselines.evolution import RegularizedEvolution
 
 
 def run(name, task, space, budget, seed, config=None):
     ev = TableEvaluator(task, space, budget=budget)
-    result = get_method(name)(config).search(task, space, budget, ev, seed)
+    result = get_method(name)(config).search(run_of(ev, seed, budget=budget))
     return result, ev
 
 
@@ -68,8 +69,10 @@ def test_evolution_removes_the_oldest_not_the_worst(toy_task, toy_space, monkeyp
     assert len(children) >= 26
 
 
-def test_evolution_rejects_bad_config():
+def test_evolution_rejects_bad_config(toy_task, toy_space):
     with pytest.raises(UsageError, match="sample_size"):
-        RegularizedEvolution({"population": 2, "sample_size": 5}).search(None, None, 1, None, 0)
+        RegularizedEvolution({"population": 2, "sample_size": 5}).search(
+            run_of(TableEvaluator(toy_task, toy_space, budget=1), 0)
+        )
     with pytest.raises(UsageError, match="no option"):
         RegularizedEvolution({"tournament": 3})

@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent("""
     import lightning
     import torch
     torch.set_num_threads(1)  # the same float summation order in every run
-    from nasrepro.harness.runner import SearchRequest, run_search
+    from nasrepro.app.requests import SearchRequest
+    from nasrepro.app.search import run_search
 
     fit = lightning.Trainer.fit
 

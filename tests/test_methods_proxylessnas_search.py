@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from nasrepro.app.requests import SearchRequest
+from nasrepro.app.search import run_search
 from nasrepro.errors import UsageError
-from nasrepro.harness.runner import SearchRequest, run_search
 from nasrepro.methods.proxylessnas.search import (
     SEARCH_PRESETS,
     ProxylessConfig,

@@ -1,4 +1,5 @@
-from nasrepro.harness.runner import SearchRequest, run_search
+from nasrepro.app.requests import SearchRequest
+from nasrepro.app.search import run_search
 from nasrepro.tracking.leaderboard import build
 
 

@@ -2,7 +2,8 @@
 
 import json
 
-from nasrepro.harness.runner import SearchRequest, run_search
+from nasrepro.app.requests import SearchRequest
+from nasrepro.app.search import run_search
 from nasrepro.tracking.wandb_log import log_record
 
 

@@ -11,14 +11,18 @@ import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from nasrepro.errors import BudgetExhausted, EvaluationFailed, NasreproError, UsageError
+from nasrepro.harness.recipe import Preset
 from nasrepro.harness.space import Arch, Space
 from nasrepro.harness.task import Task
+
+if TYPE_CHECKING:
+    from nasrepro.harness.executors.base import Executor
 
 Reward = Literal["val", "test"]
 MAX_DUPLICATE_STREAK = 100_000
@@ -54,13 +58,43 @@ class Outcome:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+#: called after every newly booked query (checkpointing, progress): `listener(evaluator, query)`
+Listener = Callable[["Evaluator", Query], None]
+
+
 class Evaluator(ABC):
-    """Answers queries, deduplicates them, enforces the budget and keeps the history."""
+    """Answers queries, deduplicates them, enforces the budget and keeps the history.
+
+    Everything an evaluator uses is given to its constructor, and `__slots__` makes assigning any
+    other attribute an error: methods cannot hang state on it, so the evaluator behaves the same
+    whichever method drives it.
+    """
+
+    __slots__ = (
+        "task",
+        "space",
+        "budget",
+        "reward",
+        "history",
+        "_cache",
+        "duplicates",
+        "_duplicate_streak",
+        "_replay",
+        "listeners",
+    )
 
     #: how a query's cost is defined; stored in every record
-    cost_model: str = ""
+    cost_model: ClassVar[str] = ""
 
-    def __init__(self, task: Task, space: Space, budget: int | None = None, reward: Reward = "val") -> None:
+    def __init__(
+        self,
+        task: Task,
+        space: Space,
+        budget: int | None = None,
+        reward: Reward = "val",
+        *,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
         if reward not in ("val", "test"):
             raise UsageError(f"reward must be 'val' or 'test', got {reward!r}")
         if budget is not None and budget < 1:
@@ -72,7 +106,7 @@ class Evaluator(ABC):
         self._duplicate_streak = 0
         #: answers of an interrupted run, replayed instead of re-evaluated (see harness/checkpoint.py)
         self._replay: dict[str, Query] = {}
-        self.checkpoint: Any = None
+        self.listeners = tuple(listeners)
 
     # --- budget --------------------------------------------------------------------------------
     @property
@@ -144,8 +178,8 @@ class Evaluator(ABC):
         )
         self.history.append(query)
         self._cache[key] = query
-        if self.checkpoint is not None:
-            self.checkpoint.maybe_save(self)
+        for listener in self.listeners:
+            listener(self, query)
         return query
 
     def resume_from(self, queries: list[Query]) -> None:
@@ -160,6 +194,8 @@ class Evaluator(ABC):
             )
         self.history.append(query)
         self._cache[key] = query
+        for listener in self.listeners:
+            listener(self, query)
         return query
 
     @property
@@ -232,10 +268,23 @@ class TableEvaluator(Evaluator):
     """Look-ups in a tabular benchmark. The cost is the table's recorded training time where it
     has one, plus our own (tiny) look-up time -- never the look-up time alone."""
 
-    def __init__(self, task: Task, space: Space, budget: int | None = None, reward: Reward = "val") -> None:
-        super().__init__(task, space, budget, reward)
+    __slots__ = ("table",)
+
+    def __init__(
+        self,
+        task: Task,
+        space: Space,
+        budget: int | None = None,
+        reward: Reward = "val",
+        *,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        super().__init__(task, space, budget, reward, listeners=listeners)
         self.table = task.table()  # type: ignore[attr-defined]
-        self.cost_model = self.table.cost_model
+
+    @property
+    def cost_model(self) -> str:  # type: ignore[override]
+        return self.table.cost_model
 
     def _evaluate(self, arch: Arch) -> Outcome:
         entry = self.table.lookup(arch)
@@ -248,8 +297,13 @@ class TableEvaluator(Evaluator):
 
 
 class TrainEvaluator(Evaluator):
-    """Trains each architecture from scratch with the task's recipe at the chosen preset."""
+    """Trains each architecture from scratch with the task's recipe at the chosen preset.
 
+    `preset` is the resolved preset (the task's, with the space's recipe overrides applied), so
+    every training -- in this process or on an executor's worker -- uses the one object.
+    """
+
+    __slots__ = ("preset", "seed", "data_dir", "trainer_kwargs", "executor", "warm_start")
     cost_model = "wall-clock seconds of our own training and evaluation of each architecture"
 
     def __init__(
@@ -259,24 +313,23 @@ class TrainEvaluator(Evaluator):
         budget: int | None = None,
         reward: Reward = "val",
         *,
-        preset: str = "cpu",
+        preset: Preset,
         seed: int = 0,
-        data_dir: Path | None = None,
+        data_dir: Path,
         trainer_kwargs: dict[str, Any] | None = None,
+        executor: Executor | None = None,
+        warm_start: WarmStart | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
-        super().__init__(task, space, budget, reward)
-        from nasrepro.harness.recipe import with_overrides
-        from nasrepro.paths import data_dir as resolve_data_dir
-
-        self.preset = with_overrides(task.preset(preset), space.recipe_overrides(task))
-        self.preset_name = preset
+        super().__init__(task, space, budget, reward, listeners=listeners)
+        self.preset = preset
         self.seed = seed
-        self.data_dir = resolve_data_dir(data_dir)
-        self.trainer_kwargs = trainer_kwargs or {}
-        #: a `nasrepro.harness.executors.Executor` that trains batches of architectures at once
-        self.executor: Any = None
+        self.data_dir = data_dir
+        self.trainer_kwargs = dict(trainer_kwargs or {})
+        #: trains batches of architectures at once (`query_many`); None trains one at a time here
+        self.executor = executor
         #: parameter sharing between evaluations (see `WarmStart`); None trains from scratch
-        self.warm_start: WarmStart | None = None
+        self.warm_start = warm_start
 
     @property
     def batch_size(self) -> int:
@@ -299,12 +352,7 @@ class TrainEvaluator(Evaluator):
             if key not in self._cache and key not in new and len(new) < self.remaining:
                 new[key] = self.space.canonical(arch)
         job = partial(
-            train_evaluation,
-            self.task.name,
-            self.space.name,
-            preset=self.preset_name,
-            seed=self.seed,
-            data_dir=str(self.data_dir),
+            train_evaluation, self.task, self.space, preset=self.preset, seed=self.seed, data_dir=self.data_dir
         )
         start = time.perf_counter()
         results = dict(

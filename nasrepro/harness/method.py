@@ -1,25 +1,38 @@
 """The method contract (DESIGN.md, "Method").
 
-Every method -- baseline or paper -- exposes one signature,
-`search(task, space, budget, evaluator, seed) -> SearchResult`, so the runner, the executors and
-the leaderboard treat all six papers and the baselines alike. Methods that learn something keep
-it in a `lightning.LightningModule`; this class is the search driver around it.
+Every method -- baseline or paper -- exposes one signature, `search(run) -> SearchResult`, where
+`run` is the frozen run context of `nasrepro.harness.run`, so the runner, the executors and the
+leaderboard treat all six papers and the baselines alike. Methods that learn something keep it in
+a `lightning.LightningModule`; this class is the search driver around it.
+
+A method also *declares* what it needs, so that an impossible combination is refused before any
+work starts, with the compatible choices named: the task kinds it runs on (`table` look-ups,
+`train`ing live), the space views it uses (`categorical` fields for controllers, a `supernet` for
+one-shot methods; see `Space.views`), and the space it searches on a task by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import Evaluator, Query
+from nasrepro.harness.evaluator import Evaluator, WarmStart
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.registry import Registry
+
+if TYPE_CHECKING:
+    from nasrepro.harness.run import Run
+
+TaskKind = Literal["table", "train"]
 
 
 @dataclass
@@ -39,12 +52,15 @@ class SearchCost:
 
 @dataclass
 class SearchResult:
-    """The incumbent (selected on the reward, normally validation) and how it was found."""
+    """What the method adds to the run: the incumbent (selected on the reward, normally validation)
+    and a JSON-able report of how it was found. The runner owns the history and the cost: it reads
+    them from the evaluator it built, so no method can misreport them."""
 
     best_arch: str
-    history: list[Query]
-    cost: SearchCost | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the method's own compute outside evaluations (controller updates, GP fits, supernet epochs),
+    #: in wall seconds; the runner records it beside the evaluations' cost
+    overhead_seconds: float | None = None
 
 
 @dataclass
@@ -60,6 +76,15 @@ class Method(ABC):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: short citation of the paper the method reproduces ("" for the baselines' own definitions)
+    paper: ClassVar[str] = ""
+    #: the task kinds the method runs on
+    task_kinds: ClassVar[frozenset[TaskKind]] = frozenset({"table", "train"})
+    #: the space views it needs (see `Space.views`); every space offers "basic" (sample/mutate/key)
+    needs: ClassVar[frozenset[str]] = frozenset({"basic"})
+    #: task-name pattern (fnmatch) -> the space searched there when `--space` is not given; tasks
+    #: not matched search their own default space
+    default_spaces: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None) -> None:
         if config is None:
@@ -75,9 +100,42 @@ class Method(ABC):
         self.config = config
 
     @abstractmethod
-    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
-        """Spend at most `budget` unique evaluator queries; return the incumbent."""
+    def search(self, run: Run) -> SearchResult:
+        """Spend at most `run.budget` unique `run.evaluator` queries; return the incumbent."""
 
+    # --- declarations -------------------------------------------------------------------------
+    @classmethod
+    def default_space_for(cls, task_name: str) -> str | None:
+        """The space this method searches on `task_name` without `--space` (None: the task's own)."""
+        for pattern, space in cls.default_spaces.items():
+            if fnmatch.fnmatchcase(task_name, pattern):
+                return space
+        return None
+
+    @classmethod
+    def incompatibility(cls, task: Task, space: Space) -> str | None:
+        """Why this method cannot search `space` on `task`, or None when it can."""
+        if task.kind not in cls.task_kinds:
+            kinds = " or ".join(sorted(cls.task_kinds))
+            return f"runs on {kinds} tasks only, and {task.name} is a {task.kind} task"
+        missing = cls.needs - space.views()
+        if missing:
+            return (
+                f"needs the {', '.join(sorted(missing))} view of its space, which {space.name!r} does not "
+                f"offer (it offers: {', '.join(sorted(space.views()))})"
+            )
+        return None
+
+    def warm_start(self, task: Task, space: Space, artifacts_dir: Path) -> WarmStart | None:
+        """Parameter sharing the method wants its training evaluator to use (None: from scratch).
+
+        Called by the runner before it builds the evaluator, so that sharing is part of the
+        evaluator's construction, never attached to it afterwards. `artifacts_dir` is where kept
+        weights must live so that a resumed search inherits exactly as the interrupted one did.
+        """
+        return None
+
+    # --- helpers ------------------------------------------------------------------------------
     @staticmethod
     def rng(seed: int) -> np.random.Generator:
         return np.random.default_rng(seed)
@@ -85,7 +143,7 @@ class Method(ABC):
     @staticmethod
     def result(evaluator: Evaluator, **extra: Any) -> SearchResult:
         """The incumbent by reward over everything the evaluator answered."""
-        return SearchResult(best_arch=evaluator.best().arch, history=list(evaluator.history), extra=extra)
+        return SearchResult(best_arch=evaluator.best().arch, extra=extra)
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -43,6 +43,19 @@ class Space(ABC):
     """
 
     name: str = ""
+    #: views beyond those inferred from the methods a space implements (see `views`)
+    extra_views: ClassVar[frozenset[str]] = frozenset()
+
+    def views(self) -> frozenset[str]:
+        """What methods can ask of this space: `basic` (sample, mutate, parse, key) always,
+        `categorical` where it implements `fields/encode/decode` (controllers, predictors), `model`
+        where it builds trainable networks, plus the space's `extra_views`."""
+        found = {"basic"}
+        if type(self).fields is not Space.fields:
+            found.add("categorical")
+        if type(self).to_model is not Space.to_model:
+            found.add("model")
+        return frozenset(found | self.extra_views)
 
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> Arch:

@@ -78,13 +78,11 @@ class Task(ABC):
                 f"task {self.name!r} has no preset {name!r}; choose one of {', '.join(self.presets)}"
             ) from None
 
-    def space(self) -> Space:
-        """The space this task searches by default (`default_space`, built with task-specific options)."""
-        from nasrepro.spaces import get_space
-
-        if self.default_space is None:
-            raise UsageError(f"task {self.name!r} has no default search space; pass --space")
-        return get_space(self.default_space)
+    def space(self) -> Space | None:
+        """This task's own instance of its default space, where the space needs options only the
+        task knows (e.g. NAS-Bench-Graph's proteins table); None means: build `default_space` by
+        name, which the orchestration layer does (names are resolved there, not here)."""
+        return None
 
     def example_input(self, batch_size: int = 1) -> tuple[Any, ...]:
         """Positional inputs of one forward pass (for params/FLOPs/latency/memory measurements)."""

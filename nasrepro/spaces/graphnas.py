@@ -31,8 +31,13 @@ from torch import Tensor, nn
 from nasrepro.errors import UsageError
 from nasrepro.harness.space import Field, Space
 from nasrepro.spaces import SPACES
-from nasrepro.spaces.graphnas_layer import AGGREGATIONS, ATTENTIONS, GraphNasLayer, attention_name
-from nasrepro.tasks.models.gnn import input_dropout
+from nasrepro.spaces.graphnas_layer import (
+    AGGREGATIONS,
+    ATTENTIONS,
+    GraphNasLayer,
+    attention_name,
+    input_dropout,
+)
 
 if TYPE_CHECKING:
     from nasrepro.harness.task import Task

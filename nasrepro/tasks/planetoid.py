@@ -175,11 +175,6 @@ class PlanetoidTask(Task):
     def num_classes(self) -> int:
         return SHAPES[self.dataset][2]
 
-    def space(self):  # type: ignore[override]
-        from nasrepro.spaces import get_space
-
-        return get_space("nasbench-graph")
-
     def datamodule(self, preset: Preset, data_dir: Path, seed: int) -> L.LightningDataModule:
         return GraphDataModule(self.data(data_dir))
 

@@ -4,7 +4,7 @@
     from nasrepro.harness.executors import get_executor, is_failure
     from nasrepro.harness.executors.jobs import train_evaluation
 
-    job = partial(train_evaluation, "cora", None, preset="cpu", seed=0, data_dir=None)
+    job = partial(train_evaluation, task, None, preset=task.preset("cpu"), seed=0, data_dir=root)
     with get_executor("ray", workers=2) as executor:
         results = executor.map(job, ["gcn", "0,1,2,3:gcn,gat,fc,gin"])   # input order; Failure on error
 

@@ -127,7 +127,7 @@ class Executor(ABC):
 
         `fn` must be a picklable top-level function (or a `functools.partial` of one) so that any
         executor can ship it to another process; use a partial to fix the arguments shared by the
-        batch, e.g. ``partial(train_evaluation, "cora", None, preset="cpu", seed=0, data_dir=None)``
+        batch, e.g. ``partial(train_evaluation, task, None, preset=task.preset("cpu"), seed=0, data_dir=root)``
         over architecture strings.
         """
 

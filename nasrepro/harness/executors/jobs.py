@@ -8,10 +8,18 @@ in a Ray worker on this machine, or on another node.
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nasrepro.errors import UsageError
 from nasrepro.harness.executors.base import THREADS_ENV
+from nasrepro.harness.recipe import Preset, with_overrides
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nasrepro.harness.space import Space
+    from nasrepro.harness.task import Task
 
 
 def _apply_thread_limit() -> None:
@@ -30,44 +38,50 @@ def _apply_thread_limit() -> None:
     torch.set_num_threads(threads)
 
 
-def train_evaluation(
-    task_name: str, space_name: str | None, arch: str, preset: str, seed: int, data_dir: str | None
-) -> dict[str, Any]:
-    """Train `arch` from scratch under `task_name`'s recipe at `preset`; return the final metrics.
+def network_for(task: Task, space: Space | None, arch: str, preset: Preset) -> tuple[nn.Module, Preset]:
+    """The model of `arch` and the preset to train it with: the one place where "a reference
+    network's name or a space's architecture string" becomes a model plus its recipe overrides.
 
-    `arch` is a canonical architecture string of the space `space_name` (the task's default space
-    when None) -- or, when `space_name` is None, one of the task's reference networks (`gcn`, `gat`,
-    ...), exactly as `nasrepro evaluate --arch` reads it. The space's (or reference network's) own
-    recipe overrides are applied as in `TrainEvaluator`. The result is
+    With `space` None, `arch` names one of the task's reference networks (`gcn`, `resnet20`, ...),
+    trained with the recipe changes of its own paper; otherwise it is an architecture string of `space` (built as written; callers pass canonical strings),
+    whose recipe overrides the caller has already applied to `preset` (the runner resolves them
+    once per run).
+    """
+    if space is None:
+        reference = task.reference_arch(arch)
+        if reference is None:
+            raise UsageError(
+                f"{arch!r} is not a reference architecture of {task.name} "
+                f"({', '.join(task.reference_archs()) or 'none'}); pass the space it belongs to"
+            )
+        return reference.build(task), with_overrides(preset, reference.recipe)
+    return space.to_model(space.parse(arch), task), preset
+
+
+def train_evaluation(
+    task: Task, space: Space | None, arch: str, preset: Preset, seed: int, data_dir: Path
+) -> dict[str, Any]:
+    """Train `arch` from scratch under `preset`; return the final metrics.
+
+    Takes the run's own objects (they pickle to a worker), so nothing is looked up again by name
+    in the worker. See `network_for` for what `space` None means. The result is
     `fit_and_evaluate`'s dict (`val`, `test`, `train_seconds`, `epochs`) plus `params`; everything
     but `train_seconds` depends only on the arguments: `seed` seeds the weight initialisation and
     the fit, whatever ran before in the worker.
     """
     import lightning as L
 
-    from nasrepro.harness.recipe import with_overrides
-    from nasrepro.harness.runner import quiet_lightning, resolve_space
+    from nasrepro.harness.quiet import quiet_lightning
     from nasrepro.harness.training import fit_and_evaluate
-    from nasrepro.paths import data_dir as resolve_data_dir
-    from nasrepro.tasks import get_task
 
     quiet_lightning()
     _apply_thread_limit()
-    task = get_task(task_name)
     if task.kind == "table":
-        raise UsageError(f"{task_name} is a table task: there is nothing to train; look it up instead")
-    chosen = task.preset(preset)
-    reference = task.reference_arch(arch) if space_name is None else None
+        raise UsageError(f"{task.name} is a table task: there is nothing to train; look it up instead")
     # Weight initialisation draws from the global RNG: seed it here, or the result would depend on
     # whatever ran before in this process (fit_and_evaluate seeds only the fit itself).
     L.seed_everything(seed, workers=True, verbose=False)
-    if reference is not None:
-        model = reference.build(task)
-        chosen = with_overrides(chosen, reference.recipe)
-    else:
-        space = resolve_space(task, space_name)
-        model = space.to_model(space.canonical(space.parse(arch)), task)
-        chosen = with_overrides(chosen, space.recipe_overrides(task))
+    model, chosen = network_for(task, space, arch, preset)
     params = sum(p.numel() for p in model.parameters())
-    result = fit_and_evaluate(task, model, chosen, seed, resolve_data_dir(data_dir))
+    result = fit_and_evaluate(task, model, chosen, seed, data_dir)
     return {**result, "params": params}

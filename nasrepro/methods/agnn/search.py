@@ -19,14 +19,16 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import Evaluator, Query, TableEvaluator
+from nasrepro.harness.evaluator import Evaluator, Query, TrainEvaluator
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
+from nasrepro.harness.run import Run
 from nasrepro.harness.space import Arch, Space
 from nasrepro.harness.task import Task
 from nasrepro.methods.agnn.controller import (
@@ -130,15 +132,6 @@ def _build(make: Callable[[], ReinforceModule], seed: int) -> ReinforceModule:
         return make()
 
 
-def _require_categorical(space: Space, method: str) -> None:
-    try:
-        space.fields()
-    except NotImplementedError:
-        raise UsageError(
-            f"{method} needs a space with a categorical view (fields/encode/decode); {space.name!r} has none"
-        ) from None
-
-
 class _Rewards:
     """Controller rewards from queries: the task-oriented score; a failed evaluation gets the worst
     reward seen so far (GraphNAS scores failures low; -inf would poison the baseline)."""
@@ -233,12 +226,14 @@ class AGNN(Method):
 
     name = "agnn"
     Config = AGNNConfig
+    paper = "Zhou, Song, Yang, Kong, Hu & Wang, arXiv 1909.03184 (Auto-GNN)"
+    needs = frozenset({"categorical"})
 
-    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
+    def search(self, run: Run) -> SearchResult:
         cfg: AGNNConfig = self.config  # type: ignore[assignment]
         cfg.check()
+        space, evaluator, seed = run.space, run.evaluator, run.seed
         sharing = self._sharing(evaluator) if cfg.share else None
-        _require_categorical(space, self.name)
         rng, gen = _generators(seed)
         controller: AGNNController = _build(
             lambda: AGNNController(space.fields(), guide_type=cfg.guide_type, **cfg.controller_kwargs()), seed
@@ -301,7 +296,6 @@ class AGNN(Method):
 
         return SearchResult(
             best_arch=incumbent.query.arch,
-            history=list(evaluator.history),
             extra={
                 "incumbent_trajectory": trajectory,
                 "controller_epochs": epoch,
@@ -313,20 +307,27 @@ class AGNN(Method):
             },
         )
 
-    def _sharing(self, evaluator: Evaluator) -> ConstrainedSharing:
-        """Install constrained parameter sharing (paper Sec. 5) on a training evaluator."""
-        if isinstance(evaluator, TableEvaluator) or not hasattr(evaluator, "warm_start"):
+    def warm_start(self, task: Task, space: Space, artifacts_dir: Path) -> ConstrainedSharing | None:
+        """Constrained parameter sharing (paper Sec. 5) for the training evaluator, when asked for.
+
+        Kept weights live in the run's artifacts folder, so a resumed search inherits as before.
+        """
+        cfg: AGNNConfig = self.config  # type: ignore[assignment]
+        if not cfg.share:
+            return None
+        return ConstrainedSharing(fine_tune_epochs=cfg.share_epochs, store=artifacts_dir / "agnn-sharing")
+
+    @staticmethod
+    def _sharing(evaluator: Evaluator) -> ConstrainedSharing:
+        """The sharing the runner built into the training evaluator (see `warm_start`)."""
+        if not isinstance(evaluator, TrainEvaluator) or not isinstance(
+            evaluator.warm_start, ConstrainedSharing
+        ):
             raise UsageError(
                 "AGNN's constrained parameter sharing needs live training: a table evaluator has no "
                 "weights to share; use a train task (e.g. cora) or share=false"
             )
-        cfg: AGNNConfig = self.config  # type: ignore[assignment]
-        # kept weights also go to the search checkpoint's folder, so a resumed search inherits as before
-        checkpoint = getattr(evaluator, "checkpoint", None)
-        store = None if checkpoint is None else checkpoint.artifacts_dir / "agnn-sharing"
-        sharing = ConstrainedSharing(fine_tune_epochs=cfg.share_epochs, store=store)
-        evaluator.warm_start = sharing  # type: ignore[attr-defined]
-        return sharing
+        return evaluator.warm_start
 
     @staticmethod
     def _entry(child: _Child, epoch: int, since: int) -> dict[str, Any]:
@@ -352,11 +353,13 @@ class GraphNASRL(Method):
 
     name = "graphnas-rl"
     Config = GraphNASRLConfig
+    paper = "Gao, Yang, Zhang, Zhou & Hu, IJCAI 2020 (GraphNAS)"
+    needs = frozenset({"categorical"})
 
-    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
+    def search(self, run: Run) -> SearchResult:
         cfg: GraphNASRLConfig = self.config  # type: ignore[assignment]
         cfg.check()
-        _require_categorical(space, self.name)
+        space, evaluator, seed = run.space, run.evaluator, run.seed
         rng, gen = _generators(seed)
         controller: GraphNASController = _build(
             lambda: GraphNASController(space.fields(), **cfg.controller_kwargs()), seed

@@ -6,10 +6,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import Evaluator, Query
+from nasrepro.harness.evaluator import Query
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
-from nasrepro.harness.space import Space
-from nasrepro.harness.task import Task
+from nasrepro.harness.run import Run
 
 
 @dataclass
@@ -27,14 +26,15 @@ class RegularizedEvolution(Method):
 
     name = "evolution"
     Config = EvolutionConfig
+    paper = "Real, Aggarwal, Huang & Le, AAAI 2019"
 
-    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
-        cfg = self.config
+    def search(self, run: Run) -> SearchResult:
+        cfg, space, evaluator = self.config, run.space, run.evaluator
         if cfg.sample_size < 1 or cfg.population < cfg.sample_size:
             raise UsageError(
                 f"evolution needs 1 <= sample_size <= population, got {cfg.sample_size}, {cfg.population}"
             )
-        rng = self.rng(seed)
+        rng = run.rng()
         population: deque[tuple[object, Query]] = deque()
         # Algorithm 1, lines 3-7: a random initial population (the queue's order is age).
         while len(population) < cfg.population and not evaluator.exhausted:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nasrepro.harness.evaluator import Evaluator
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
-from nasrepro.harness.space import Space
-from nasrepro.harness.task import Task
+from nasrepro.harness.run import Run
 
 
 @dataclass
@@ -30,13 +28,14 @@ class RandomSampling(Method):
 
     name = "random-sampling"
     Config = RandomSamplingConfig
+    paper = "Yang, Esperanca & Carlucci, ICLR 2020 (NAS evaluation is frustratingly hard)"
 
-    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
-        rng = self.rng(seed)
+    def search(self, run: Run) -> SearchResult:
+        rng, space, evaluator = run.rng(), run.space, run.evaluator
         first = evaluator.query(space.sample(rng))
-        for _ in range(min(self.config.samples, budget) - 1):
+        for _ in range(min(self.config.samples, run.budget) - 1):
             evaluator.query(space.sample(rng))
-        return SearchResult(best_arch=first.arch, history=list(evaluator.history))
+        return SearchResult(best_arch=first.arch)
 
 
 @dataclass
@@ -54,11 +53,12 @@ class RandomSearch(Method):
 
     name = "random"
     Config = RandomSearchConfig
+    paper = "Li & Talwalkar, UAI 2019 (random search and reproducibility for NAS)"
 
-    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
-        rng = self.rng(seed)
+    def search(self, run: Run) -> SearchResult:
+        rng, space, evaluator = run.rng(), run.space, run.evaluator
         size = space.size()
-        if size is not None and size <= budget:
+        if size is not None and size <= run.budget:
             evaluator.query_many(space.enumerate())
         while not evaluator.exhausted and (size is None or evaluator.n_queries < size):
             # Independent samples: hand as many to the evaluator as it can train at once.

@@ -18,9 +18,13 @@ Kind = Literal["search", "evaluate"]
 
 
 def _run_one(kind: Kind, request: Any) -> tuple[dict[str, Any], Path]:
-    from nasrepro.harness import runner
+    if kind == "search":
+        from nasrepro.app.search import run_search
 
-    return runner.run_search(request) if kind == "search" else runner.run_evaluate(request)
+        return run_search(request)
+    from nasrepro.app.evaluate import run_evaluate
+
+    return run_evaluate(request)
 
 
 def _init_worker(threads: int) -> None:

@@ -2,7 +2,7 @@
 difference between the table's test accuracy and ours, over architectures spread across the
 table's range -- the check that lets a table result stand in for a trained one.
 
-    python -m nasrepro.tracking.table_agreement --task cora --table nasbench-graph/cora \\
+    python -m nasrepro.app.studies.table_agreement --task cora --table nasbench-graph/cora \\
         --n 30 --seeds 0-1 --preset cpu --out results
 
 Each architecture is trained by `nasrepro evaluate` (one record per seed); the summary is computed
@@ -99,8 +99,8 @@ def render(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nasrepro.cli import parse_seeds
-    from nasrepro.harness.runner import EvaluateRequest, evaluate_label, evaluate_record_path, run_evaluate
+    from nasrepro.app.evaluate import EvaluateRequest, evaluate_label, evaluate_record_path, run_evaluate
+    from nasrepro.app.requests import parse_seeds
     from nasrepro.tasks import get_task
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,0 +1,123 @@
+"""Names -> objects, once per run: method, task, space, preset, budget and data folder.
+
+Everything the command line names is looked up here and nowhere below; a method x task x space
+combination that cannot work is refused here, before any work starts, with the choices that can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nasrepro.errors import UsageError
+from nasrepro.harness.method import Method
+from nasrepro.harness.recipe import Preset, with_overrides
+from nasrepro.harness.space import Space
+from nasrepro.harness.task import Task
+from nasrepro.paths import data_dir as resolve_data_dir
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The objects one search runs on."""
+
+    method: Method
+    task: Task
+    space: Space
+    #: the task's preset with the space's recipe overrides applied: what every evaluation trains with
+    preset: Preset
+    budget: int
+    data_dir: Path
+
+
+def method_class(name: str) -> type[Method]:
+    from nasrepro.methods import get_method
+
+    return get_method(name)
+
+
+def space_for(method: type[Method] | None, task: Task, name: str | None) -> Space:
+    """`name`, else the method's default space for `task`, else the task's own default."""
+    from nasrepro.spaces import get_space
+
+    if name is None and method is not None:
+        name = method.default_space_for(task.name)
+    if name is None:
+        own = task.space()
+        if own is not None:
+            return own
+        if task.default_space is None:
+            raise UsageError(f"task {task.name!r} has no default search space; pass --space")
+        name = task.default_space
+    from nasrepro.methods import method_names
+
+    method_names()  # method packages register their own spaces (e.g. proxyless-cifar) on import
+    return get_space(name)
+
+
+def compatible_choices(method: type[Method]) -> list[str]:
+    """`task (space)` pairs this method can run on, with the space it would pick by default."""
+    from nasrepro.tasks import get_task, task_names
+
+    found = []
+    for name in task_names():
+        task = get_task(name)
+        try:
+            space = space_for(method, task, None)
+        except UsageError:
+            continue
+        if method.incompatibility(task, space) is None:
+            found.append(f"{name} ({space.name})")
+    return found
+
+
+def check_compatible(method: type[Method], task: Task, space: Space) -> None:
+    reason = method.incompatibility(task, space)
+    if reason is None:
+        return
+    choices = compatible_choices(method)
+    raise UsageError(
+        f"method {method.name!r} cannot search space {space.name!r} on task {task.name!r}: it {reason}; "
+        f"it runs on: {', '.join(choices) or 'no registered task'}"
+    )
+
+
+def check_budget(budget: int | None) -> None:
+    if budget is not None and budget < 1:
+        raise UsageError(f"--budget must be a positive number of unique queries, got {budget}")
+
+
+def resolve_search(
+    method_name: str,
+    task_name: str,
+    space_name: str | None,
+    preset_name: str,
+    budget: int | None,
+    method_config: dict,
+    data_dir: Path | None,
+) -> Resolved:
+    """Every name of a search request as an object; usage errors before anything runs."""
+    from nasrepro.tasks import get_task
+
+    cls = method_class(method_name)
+    method = cls(method_config)
+    task = get_task(task_name)
+    preset = task.preset(preset_name)
+    try:
+        space = space_for(cls, task, space_name)
+    except UsageError as err:
+        if space_name is not None:
+            raise
+        raise UsageError(
+            f"{err}; method {cls.name!r} runs on: {', '.join(compatible_choices(cls)) or 'no registered task'}"
+        ) from None
+    check_compatible(cls, task, space)
+    check_budget(budget)
+    return Resolved(
+        method=method,
+        task=task,
+        space=space,
+        preset=with_overrides(preset, space.recipe_overrides(task)),
+        budget=budget or preset.search_budget,
+        data_dir=resolve_data_dir(data_dir),
+    )

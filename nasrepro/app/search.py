@@ -1,0 +1,202 @@
+"""One seed of one search, end to end: resolve, build the run context, search, measure, record.
+
+This is the single path from the command line (and the reproduce scripts) to a search record, so
+every method and task is measured, costed and recorded the same way. The runner owns the history
+and the cost (it reads them from the evaluator it built); the method adds only its incumbent and
+its report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nasrepro.app.requests import SearchRequest, check_tag
+from nasrepro.app.resolve import Resolved, resolve_search
+from nasrepro.errors import UsageError
+from nasrepro.harness.checkpoint import SearchCheckpoint
+from nasrepro.harness.evaluator import Evaluator, Listener, TableEvaluator, TrainEvaluator
+from nasrepro.harness.method import SearchResult
+from nasrepro.harness.quiet import quiet_lightning
+from nasrepro.harness.run import Run, TrainerFactory
+from nasrepro.harness.task import Task
+from nasrepro.tracking import records
+from nasrepro.tracking.wandb_log import check_mode, log_record
+
+SCALE = {"smoke": "smoke test (not a result)", "cpu": "cpu-scale", "paper": "paper setting"}
+
+
+def scale_label(task: Task, preset: str) -> str:
+    if task.kind == "table":
+        return "table look-up of the benchmark's own training runs" if preset != "smoke" else SCALE["smoke"]
+    return SCALE[preset]
+
+
+def compute_device(task: Task) -> str:
+    """Where evaluations ran: a table look-up is CPU work; training goes where Lightning's "auto" puts it."""
+    if task.kind != "train":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def hardware_metrics(task: Task, model: Any) -> dict[str, float]:
+    """Params, FLOPs, latency and training-step memory of a built model on this machine's CPU."""
+    from nasrepro.harness.metrics import model_metrics
+
+    return model_metrics(model, task.example_input(1), device="cpu", latency=True)
+
+
+def resolve(req: SearchRequest) -> Resolved:
+    check_tag(req.tag)
+    return resolve_search(
+        req.method, req.task, req.space, req.preset, req.budget, req.method_config, req.data_dir
+    )
+
+
+def build_evaluator(
+    req: SearchRequest, resolved: Resolved, artifacts: Path, listeners: list[Listener], executor: Any
+) -> Evaluator:
+    task, space = resolved.task, resolved.space
+    if task.kind == "table":
+        return TableEvaluator(task, space, budget=resolved.budget, reward=req.reward, listeners=listeners)
+    return TrainEvaluator(
+        task,
+        space,
+        budget=resolved.budget,
+        reward=req.reward,
+        preset=resolved.preset,
+        seed=req.seed,
+        data_dir=resolved.data_dir,
+        executor=executor,
+        warm_start=resolved.method.warm_start(task, space, artifacts),
+        listeners=listeners,
+    )
+
+
+def make_executor(req: SearchRequest, task: Task) -> Any:
+    """The executor evaluations run on; a table look-up needs none."""
+    if task.kind == "table" or (req.executor == "local" and req.workers == 1):
+        return None
+    from nasrepro.harness.executors import get_executor
+
+    return get_executor(req.executor, workers=req.workers)
+
+
+def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
+    """Search, select the incumbent by the reward, record its final metrics, write the record."""
+    quiet_lightning()
+    check_mode(req.wandb)
+    resolved = resolve(req)
+    task, space, method, budget = resolved.task, resolved.space, resolved.method, resolved.budget
+    path = records.record_path(req.out, req.task, req.method, req.preset, req.seed, budget, tag=req.tag)
+    if req.resume and path.exists():
+        return records.read_record(path), path  # finished before the interruption
+    checkpoint = SearchCheckpoint(
+        path.with_name(f".{path.stem}.checkpoint"), req.fingerprint(), req.checkpoint_seconds
+    )
+    replay = checkpoint.load() if req.resume else []
+    if not req.resume and checkpoint.path.exists():  # never overwrite finished work the user may want
+        raise _interrupted(checkpoint)
+    if not checkpoint.resumed:  # artifacts of an attempt killed before its first checkpoint
+        checkpoint.remove()
+    listeners: list[Listener] = [lambda evaluator, _query: checkpoint.maybe_save(evaluator)]
+    progress = None
+    if req.progress:
+        from nasrepro.app.progress import SearchProgress
+
+        progress = SearchProgress(f"{req.method} {req.task} s{req.seed}", budget)
+        listeners.append(progress)
+    executor = make_executor(req, task)
+    try:
+        evaluator = build_evaluator(req, resolved, checkpoint.artifacts_dir, listeners, executor)
+        evaluator.resume_from(replay)
+        run = Run(
+            task=task,
+            space=space,
+            budget=budget,
+            evaluator=evaluator,
+            seed=req.seed,
+            preset=resolved.preset,
+            preset_name=req.preset,
+            data_dir=resolved.data_dir,
+            artifacts_dir=checkpoint.artifacts_dir,
+            trainer=TrainerFactory(),
+            executor=executor,
+            resumed=checkpoint.resumed,
+            elapsed_before=checkpoint.elapsed_before,
+            fingerprint=req.fingerprint(),
+            save_checkpoint=lambda: checkpoint.save(evaluator),
+            quiet=not req.progress,
+        )
+        result = method.search(run)
+    finally:
+        if executor is not None:
+            executor.close()
+        if progress is not None:
+            progress.close()
+    wall = checkpoint.elapsed()
+    record = search_record(req, resolved, evaluator, result, wall)
+    records.write_record(record, path)
+    checkpoint.remove()
+    log_record(record, req.wandb, req.out / "wandb")
+    return record, path
+
+
+def _interrupted(checkpoint: SearchCheckpoint) -> UsageError:
+    return UsageError(
+        f"{checkpoint.path} holds an interrupted run of this search; rerun with --resume to continue "
+        f"it, or delete it (and {checkpoint.artifacts_dir.name} beside it) to start over"
+    )
+
+
+def search_record(
+    req: SearchRequest, resolved: Resolved, evaluator: Evaluator, result: SearchResult, wall: float
+) -> dict[str, Any]:
+    """The run's record, from the evaluator's history and cost plus the method's report."""
+    from nasrepro.harness.metrics import machine_info, search_cost
+
+    task, space = resolved.task, resolved.space
+    best = next(q for q in evaluator.history if q.arch == result.best_arch)
+    metrics: dict[str, Any] = {"val": best.val, "test": best.test, **best.metrics}
+    if req.measure and task.kind == "train":
+        metrics.update(hardware_metrics(task, space.to_model(space.parse(best.arch), task)))
+    cost = search_cost(wall, compute_device(task))
+    cost.update(
+        queries=evaluator.n_queries, evaluation_seconds=evaluator.total_cost, cost_model=evaluator.cost_model
+    )
+    if result.overhead_seconds is not None:
+        cost["method_overhead_seconds"] = round(result.overhead_seconds, 6)
+    return {
+        "schema_version": 1,
+        "kind": "search",
+        "method": req.method,
+        "tag": req.tag,
+        "task": req.task,
+        "space": space.describe(),
+        "seed": req.seed,
+        "preset": req.preset,
+        "scale": scale_label(task, req.preset),
+        "budget": resolved.budget,
+        "reward": req.reward,
+        "direction": task.metric.direction,
+        "metric": task.metric.name,
+        "best_arch": result.best_arch,
+        "metrics": metrics,
+        "search_cost": cost,
+        "history": [q.to_dict() for q in evaluator.history],
+        "duplicates": evaluator.duplicates,
+        # what the method reports besides the history: incumbent trajectories, populations, alphas
+        "method_extra": json.loads(json.dumps(result.extra, default=str)),
+        "config": {
+            **req.to_config(),
+            "method_config": resolved.method.config.to_dict(),
+            "preset": task.preset(req.preset).to_dict(),
+        },
+        "versions": records.versions(),
+        "machine": machine_info(),
+        "git_commit": records.git_commit(),
+        "created": records.now(),
+    }
