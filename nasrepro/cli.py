@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -376,10 +377,20 @@ COMMANDS = {
 
 
 def _one_line(message: str) -> str:
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    """A parser or library message as one line: for a value of the wrong type, the option, the value
+    and the types it accepts (jsonargparse spreads those over a dozen lines)."""
+    text = str(message)
+    key = re.search(r'Parser key "([^"]+)"', text)
+    given = re.search(r"Given value: (.*)", text)
+    if key and given:
+        expected = re.findall(r"Expected a <class '(\w+)'>", text) or re.findall(r"<class '(\w+)'>", text)
+        wanted = [name for name in dict.fromkeys(expected) if name != "NoneType"]
+        option = "--" + key[1].replace("_", "-")
+        accepts = f"; expected {' or '.join(wanted)}" if wanted else ""
+        return f"{option} (config key {key[1]!r}) got {given[1].strip()!r}{accepts}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) > 2:
-        given = [line for line in lines if line.startswith("Given value:")]
-        lines = [lines[0], *(given or lines[1:2])]
+        lines = lines[:2]
     return " ".join(lines)
 
 

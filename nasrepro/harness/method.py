@@ -85,6 +85,11 @@ class Method(ABC):
     #: task-name pattern (fnmatch) -> the space searched there when `--space` is not given; tasks
     #: not matched search their own default space
     default_spaces: ClassVar[Mapping[str, str]] = {}
+    #: options that make a search small enough for the conformance suite (tests/test_conformance.py)
+    conformance_options: ClassVar[Mapping[str, Any]] = {}
+    #: real tasks (at the smoke preset) the conformance suite runs this method on when none of its
+    #: toy tasks fits the method's declarations (e.g. a one-shot method needs a supernet space)
+    conformance_tasks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None) -> None:
         if config is None:

@@ -227,6 +227,7 @@ class AGNN(Method):
     name = "agnn"
     Config = AGNNConfig
     paper = "Zhou, Song, Yang, Kong, Hu & Wang, arXiv 1909.03184 (Auto-GNN)"
+    conformance_options = {"ctrl_steps": 4}
     needs = frozenset({"categorical"})
 
     def search(self, run: Run) -> SearchResult:
@@ -354,6 +355,7 @@ class GraphNASRL(Method):
     name = "graphnas-rl"
     Config = GraphNASRLConfig
     paper = "Gao, Yang, Zhang, Zhou & Hu, IJCAI 2020 (GraphNAS)"
+    conformance_options = {"ctrl_steps": 4}
     needs = frozenset({"categorical"})
 
     def search(self, run: Run) -> SearchResult:

@@ -27,6 +27,7 @@ class RegularizedEvolution(Method):
     name = "evolution"
     Config = EvolutionConfig
     paper = "Real, Aggarwal, Huang & Le, AAAI 2019"
+    conformance_options = {"population": 4, "sample_size": 2}
 
     def search(self, run: Run) -> SearchResult:
         cfg, space, evaluator = self.config, run.space, run.evaluator

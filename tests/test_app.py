@@ -1,0 +1,129 @@
+"""The orchestration layer: names resolved once, declarations enforced, progress, edges of the CLI."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import toys
+
+from nasrepro.app.progress import SearchProgress
+from nasrepro.app.requests import SearchRequest
+from nasrepro.app.resolve import resolve_search
+from nasrepro.app.search import run_search
+from nasrepro.cli import main
+from nasrepro.errors import UsageError
+from nasrepro.harness.evaluator import TableEvaluator
+from nasrepro.methods import get_method
+
+toys.register()
+
+
+def test_evaluators_refuse_undeclared_attributes(toy_task, toy_space):
+    """Methods cannot hang state on the evaluator (issue 11): its slots are all it has."""
+    ev = TableEvaluator(toy_task, toy_space, budget=3)
+    with pytest.raises(AttributeError):
+        ev.warm_start = object()
+    with pytest.raises(AttributeError):
+        ev.preset_name = "cpu"
+
+
+def test_an_incompatible_method_names_what_it_needs_and_where_it_runs(toy_task, monkeypatch):
+    """AGNN needs the categorical view; the plain toy space has none: one usage error that lists
+    the compatible tasks with the space each would search."""
+    from nasrepro import tasks
+
+    monkeypatch.setitem(tasks._instances, "toy-table", toy_task)  # the toy task without the view
+    with pytest.raises(UsageError) as err:
+        resolve_search("agnn", "toy-table", None, "smoke", 5, {}, None)
+    message = str(err.value)
+    assert "needs the categorical view" in message and "'toy'" in message
+    assert "nasbench-graph/cora (nasbench-graph)" in message
+
+
+def test_a_method_picks_its_own_default_space(monkeypatch):
+    method = get_method("random")
+    monkeypatch.setattr(method, "default_spaces", {"toy-l*": "graphnas"})
+    resolved = resolve_search("random", "toy-live", None, "smoke", 2, {}, None)
+    assert resolved.space.name == "graphnas"
+    assert resolve_search("random", "toy-table", None, "smoke", 2, {}, None).space.name == "toy"
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_reports_every_query(tty, tmp_path, monkeypatch):
+    stream = io.StringIO()
+    seen = []
+
+    class Recording(SearchProgress):
+        def __init__(self, label, budget):
+            super().__init__(label, budget, stream=stream, tty=tty)
+            seen.append(self)
+
+    monkeypatch.setattr("nasrepro.app.progress.SearchProgress", Recording)
+    req = SearchRequest(
+        method="random",
+        task="toy-table",
+        budget=6,
+        preset="smoke",
+        out=tmp_path,
+        wandb="disabled",
+        progress=True,
+    )
+    run_search(req)
+    text = stream.getvalue()
+    assert seen, "the runner did not attach progress"
+    if tty:
+        assert "6/6" in text and "best" in text
+    else:
+        lines = [line for line in text.splitlines() if line]
+        assert len(lines) == 6 and lines[-1].startswith("random toy-table s0: query 6/6")
+        assert "elapsed" in lines[0] and "left" in lines[0]
+
+
+def test_quiet_runs_print_no_progress(tmp_path, capsys):
+    code = main(
+        [
+            "search",
+            "--method",
+            "random",
+            "--task",
+            "toy-table",
+            "--seeds",
+            "0",
+            "--budget",
+            "4",
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--wandb",
+            "disabled",
+            "--quiet",
+        ]
+    )
+    assert code == 0 and "query" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["search", "--task", "toy-table", "--out", "/proc/x"], "--out /proc/x: cannot write there"),
+        (["search", "--task", "toy-table", "--workers", "2"], "use --executor ray"),
+        (["search", "--task", "toy-table", "--parallel-seeds", "0"], "--parallel-seeds must be at least 1"),
+        (
+            ["search", "--task", "toy-table", "--budget", "lots"],
+            "--budget (config key 'budget') got 'lots'; expected int",
+        ),
+    ],
+)
+def test_edges_are_one_line_usage_errors(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+
+
+def test_methods_lists_papers_tasks_and_default_spaces(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "Real, Aggarwal, Huang & Le, AAAI 2019" in out
+    assert "(space view: categorical)" in out
