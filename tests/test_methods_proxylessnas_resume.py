@@ -1,7 +1,7 @@
 """SIGKILL a ProxylessNAS search between supernet epochs, resume it, and compare with an uninterrupted run.
 
 The supernet fit is the expensive state of a one-shot search; it is checkpointed at every epoch end
-(`search.SupernetCheckpoint`) and a resumed run must continue it exactly: same alphas, same epoch log,
+(`harness.oneshot.SupernetCheckpoint`) and a resumed run must continue it exactly: same alphas, same epoch log,
 same derived architecture, the one evaluator query spent once.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from nasrepro.methods.proxylessnas.search import SUPERNET_CHECKPOINT
+from nasrepro.harness.oneshot import SUPERNET_CHECKPOINT
 from nasrepro.tracking.records import read_record, strip_volatile
 
 #: 1 warm-up + 4 joint epochs of 5 batches; joint epochs 1-3 each take an architecture step
@@ -74,7 +74,10 @@ def comparable(record: dict) -> dict:
     extra.pop("supernet_seconds")
     log = dict(extra.pop("log"))
     log["epochs"] = [{k: v for k, v in row.items() if k not in TIMINGS} for row in log["epochs"]]
-    return strip_volatile({**record, "method_extra": {**extra, "log": log}, "config": {}})
+    cost = {k: v for k, v in record["search_cost"].items() if k != "method_overhead_seconds"}  # wall time
+    return strip_volatile(
+        {**record, "search_cost": cost, "method_extra": {**extra, "log": log}, "config": {}}
+    )
 
 
 def saved_epoch(out: Path) -> int | None:

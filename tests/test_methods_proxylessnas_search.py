@@ -12,16 +12,17 @@ from torch.utils.data import DataLoader, TensorDataset
 from nasrepro.app.requests import SearchRequest
 from nasrepro.app.search import run_search
 from nasrepro.errors import UsageError
+from nasrepro.methods.proxylessnas.presets import SEARCH_PRESETS
 from nasrepro.methods.proxylessnas.search import (
-    SEARCH_PRESETS,
     ProxylessConfig,
+    ProxylessNAS,
     build_objective,
     resolve_settings,
 )
 from nasrepro.methods.proxylessnas.search_module import ArchObjective, ProxylessSearchModule, SearchSettings
 from nasrepro.methods.proxylessnas.spaces import CIFAR_SPACE, MBConvSpaceConfig, ProxylessSpace
 from nasrepro.methods.proxylessnas.supernet import MBConvSupernet, NB201Supernet
-from nasrepro.spaces.nasbench201 import OP_NAMES, NB201Arch
+from nasrepro.spaces.nasbench201 import OP_NAMES, NB201Arch, NB201Space
 
 #: a tiny MBConv space with the CIFAR geometry rules (zero on stride-1 equal-width blocks)
 TINY = MBConvSpaceConfig(
@@ -269,6 +270,25 @@ def test_columns_resolve_and_bad_options_are_usage_errors() -> None:
     assert objective.params is not None and objective.params["lam"] == pytest.approx(0.1 / objective.ref)
 
 
+def test_default_spaces_and_refused_combinations(toy_task, toy_space) -> None:
+    from nasrepro.app.resolve import resolve_search
+    from nasrepro.tasks import get_task
+
+    assert [ProxylessNAS.default_space_for(t) for t in ("cifar10", "imagenet", "nasbench201/cifar100")] == [
+        "proxyless-cifar", "proxyless-imagenet", "nasbench201",
+    ]  # fmt: skip
+    cifar10, nb201 = get_task("cifar10"), get_task("nasbench201/cifar10")
+    assert ProxylessNAS.incompatibility(cifar10, ProxylessSpace(CIFAR_SPACE)) is None
+    assert ProxylessNAS.incompatibility(nb201, NB201Space()) is None
+    assert "supernets for" in ProxylessNAS.incompatibility(toy_task, toy_space)
+    assert "own images" in ProxylessNAS.incompatibility(nb201, ProxylessSpace(CIFAR_SPACE))
+    assert "nasbench201/cifar10 only" in ProxylessNAS.incompatibility(
+        get_task("nasbench201/cifar100"), NB201Space()
+    )
+    with pytest.raises(UsageError, match=r"it runs on: cifar10 \(proxyless-cifar\), imagenet"):
+        resolve_search("proxylessnas", "nasbench201/cifar100", None, "smoke", None, {}, None)
+
+
 def test_method_end_to_end_on_nasbench201(data_root: Path, tmp_path: Path) -> None:
     record, _ = run_search(
         SearchRequest(
@@ -284,12 +304,15 @@ def test_method_end_to_end_on_nasbench201(data_root: Path, tmp_path: Path) -> No
 def test_method_end_to_end_on_cifar10(data_root: Path, tmp_path: Path) -> None:
     record, _ = run_search(
         SearchRequest(
-            method="proxylessnas", task="cifar10", space="proxyless-cifar", preset="smoke", budget=1,
+            method="proxylessnas", task="cifar10", preset="smoke", budget=1,  # space: the method's default
             wandb="disabled", measure=False, data_dir=data_root, out=tmp_path,
             method_config={"column": "paper"},
         )
     )  # fmt: skip
-    assert record["search_cost"]["queries"] == 1
+    assert record["search_cost"]["queries"] == 1 and record["space"]["name"] == "proxyless-cifar"
+    assert record["search_cost"]["method_overhead_seconds"] == pytest.approx(
+        record["method_extra"]["supernet_seconds"], abs=1e-5
+    )
     ProxylessSpace(CIFAR_SPACE).parse(record["best_arch"])
     assert record["config"]["method_config"]["column"] == "paper"
 

@@ -33,6 +33,7 @@ VOLATILE_KEYS = frozenset(
         "cumulative_cost",
         "device_hours",
         "evaluation_seconds",
+        "method_overhead_seconds",
         "train_seconds",
         "latency_ms",
         "iqr_ms",

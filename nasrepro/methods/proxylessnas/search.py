@@ -1,20 +1,19 @@
 """The registered method ``proxylessnas``: fit a supernet, derive the argmax architecture, evaluate it once.
 
 ProxylessNAS (Cai, Zhu & Han, ICLR 2019) is a one-shot method: the search cost is the supernet fit
-(warm-up + joint epochs of `ProxylessSearchModule`), counted in the run's wall time, and the budget
-counts *final evaluations*: the derived architecture (argmax_i p_i on every edge, Sec. 3.2) spends
-exactly one evaluator query (trained from scratch on live tasks, looked up on NAS-Bench-201).
+(warm-up + joint epochs of `ProxylessSearchModule`), reported as the method's overhead and counted in
+the run's wall time, and the budget counts *final evaluations*: the derived architecture
+(argmax_i p_i on every edge, Sec. 3.2) spends exactly one evaluator query (trained from scratch on
+live tasks, looked up on NAS-Bench-201).
 
 Spaces: ``proxyless-cifar`` / ``proxyless-imagenet`` (`MBConvSupernet`, on the task's own data) and
 ``nasbench201`` (`NB201Supernet` with shared per-edge alphas, trained on real CIFAR-10 because the
-table task has no images: ``nasbench201/cifar10`` only). The supernet uses the task's search split:
-its train part for weight steps, its held-out part (shuffled, no augmentation) for architecture
-steps. On NAS-Bench-201 the hold-out is 25,000 images, NB201's own ``cifar10-valid`` half split.
-
-Presets (`SEARCH_PRESETS`, data): ``smoke`` a handful of batches (seconds), ``cpu`` about 10-15 min
-on 2 cores, ``paper`` the released ImageNet recipe (40 warm-up + 120 joint epochs, batch 256). The
-paper never ran on NAS-Bench-201 and released no CIFAR search code, so the ``paper`` rows of those
-spaces are ours, labelled as such.
+table task has no images: ``nasbench201/cifar10`` only). Without ``--space`` the method picks the
+space of its task (`default_spaces`); any other combination is refused before work starts
+(`incompatibility`). The supernet uses the task's search split (`harness.oneshot`): its train part
+for weight steps, its held-out part (shuffled, no augmentation) for architecture steps. On
+NAS-Bench-201 the hold-out is 25,000 images, NB201's own ``cifar10-valid`` half split. Sizes per
+preset are data (`presets.SEARCH_PRESETS`).
 
 Cost objective. Default cost ``flops`` (multiply-adds, counted per candidate at its position);
 ``latency`` uses a LatencyTable file (`latency_table`, e.g. the released ``mobile_trim.yaml`` on the
@@ -23,13 +22,11 @@ ImageNet space, with ref 80 ms) or, without one, a CPU table measured here at ba
 CIFAR/NB201 target exists; the paper's additive lambda2 is not given in the paper, so ``lam``
 defaults to 0.1 / ref (the gradient of ``add#linear`` with its released lambda 0.1).
 
-Resuming. When the runner gives the evaluator a `SearchCheckpoint`, every finished supernet epoch is
-saved (atomically) as a Lightning checkpoint in the checkpoint's `artifacts_dir`, together with the
-search checkpoint's own file (so the wall time already spent is counted once the run resumes). A
-resumed run (``--resume``: the runner has read that file back) continues the fit from the last
+Resuming. `harness.oneshot.fit_supernet` saves every finished supernet epoch in the run's artifacts
+folder, then the run's search checkpoint; a resumed run (``--resume``) continues the fit from the last
 finished epoch -- `ProxylessSearchModule` restores what Lightning does not save (RNG states, the
 held-out iterator, the epoch log, the REINFORCE baseline) -- so the derived architecture, alphas and
-log equal an uninterrupted run's. The runner deletes `artifacts_dir` once the record is written.
+log equal an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -38,21 +35,18 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import Checkpoint
-from torch.utils.data import DataLoader
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import Evaluator
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
-from nasrepro.harness.recipe import Preset
+from nasrepro.harness.oneshot import arch_loader, fit_supernet, search_preset
+from nasrepro.harness.run import Run
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.methods.proxylessnas.cost import LatencyTable
+from nasrepro.methods.proxylessnas.presets import SEARCH_PRESETS, SearchBudget
 from nasrepro.methods.proxylessnas.search_module import (
     COLUMNS,
     ArchObjective,
@@ -62,56 +56,6 @@ from nasrepro.methods.proxylessnas.search_module import (
 from nasrepro.methods.proxylessnas.spaces import ProxylessSpace
 from nasrepro.methods.proxylessnas.supernet import EdgeCosts, MBConvSupernet, NB201Supernet, Supernet
 from nasrepro.spaces.nasbench201 import NB201Space
-from nasrepro.tracking.records import atomic_write
-
-PRESET_NAMES = ("smoke", "cpu", "paper")
-
-
-@dataclass(frozen=True)
-class SearchBudget:
-    """How big one supernet fit is at one preset (a row of `SEARCH_PRESETS`)."""
-
-    warmup_epochs: int
-    epochs: int
-    batch_size: int
-    arch_batch_size: int
-    #: training images used for weight steps (None: the task's whole train part)
-    train_subset: int | None
-    #: cap on weight steps per epoch (None: the whole train part)
-    train_batches: int | None
-    rl_updates_per_epoch: int
-    derived_eval_batches: int
-    #: NB201 supernet width and cells per stage (ignored on MBConv spaces)
-    nb201_C: int = 16  # noqa: N815
-    nb201_N: int = 5  # noqa: N815
-    note: str = ""
-
-
-#: (space family, preset) -> budget. ``mbconv`` = proxyless-* spaces, ``nb201`` = nasbench201.
-SEARCH_PRESETS: dict[tuple[str, str], SearchBudget] = {
-    ("mbconv", "smoke"): SearchBudget(1, 2, 8, 8, 80, 5, 2, 1, note="3 epochs x 5 batches of 8: seconds"),
-    ("mbconv", "cpu"): SearchBudget(
-        2, 6, 64, 64, 2_560, None, 20, 2,
-        note="2 warm-up + 6 joint epochs on 2,560 images (40 batches of 64): ~10 min on 2 idle cores "
-        "(weight step ~1.2 s, full_v2 arch step ~2.5 s); alpha stays near uniform at this scale",
-    ),
-    ("mbconv", "paper"): SearchBudget(
-        40, 120, 256, 256, None, None, 300, 4,
-        note="released imagenet_arch_search.py: 40 warm-up + 120 joint epochs, batch 256",
-    ),
-    ("nb201", "smoke"): SearchBudget(
-        1, 2, 8, 8, 80, 5, 2, 1, nb201_C=8, nb201_N=1, note="C=8, N=1; 3 epochs x 5 batches of 8: seconds"
-    ),
-    ("nb201", "cpu"): SearchBudget(
-        2, 8, 64, 64, 5_000, None, 20, 2, nb201_C=16, nb201_N=1,
-        note="C=16, N=1 (one cell per stage); 2 + 8 epochs on 5,000 images (78 batches of 64): ~6-13 min on 2 cores",
-    ),
-    ("nb201", "paper"): SearchBudget(
-        15, 50, 64, 64, None, None, 300, 4, nb201_C=16, nb201_N=5,
-        note="ours (ProxylessNAS never ran on NB201): NB201's search net C=16, N=5, batch 64, DARTS-on-NB201's "
-        "50 epochs plus 15 warm-up epochs (about the released 40:120 ratio)",
-    ),
-}  # fmt: skip
 
 
 @dataclass
@@ -173,11 +117,13 @@ def _or(value: Any, default: Any) -> Any:
 
 @dataclass
 class SpaceSetup:
-    """What one space family needs: its supernet and where its data come from."""
+    """What one space family needs: its supernet, where its data come from, and which tasks it can use."""
 
     family: str
     build: Callable[[Space, Task, ProxylessConfig, SearchBudget, str], Supernet]
     data_task: Callable[[Task], Task]
+    #: why a task cannot be searched with this family (None: it can); read after "it ..."
+    refuse: Callable[[Task], str | None]
     #: changes to the data task's recipe.extra (e.g. NB201's 25k hold-out)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -198,38 +144,41 @@ def _build_nb201(space: Space, task: Task, cfg: ProxylessConfig, budget: SearchB
     )
 
 
-def _own_data(task: Task) -> Task:
-    if task.kind != "train":
-        raise UsageError(
-            f"ProxylessNAS MBConv spaces need an image task with data (cifar10, imagenet), got {task.name}"
-        )
-    return task
+def _refuse_without_images(task: Task) -> str | None:
+    if task.kind == "train":
+        return None
+    return f"trains MBConv supernets on the task's own images (cifar10, imagenet), and {task.name} has none"
 
 
-def _cifar10_for_nb201(task: Task) -> Task:
-    if task.name != "nasbench201/cifar10":
-        raise UsageError(
-            f"ProxylessNAS on NAS-Bench-201 trains its supernet on CIFAR-10 images; only nasbench201/cifar10 is "
-            f"supported, got {task.name}"
-        )
+def _refuse_other_than_cifar10(task: Task) -> str | None:
+    if task.name == "nasbench201/cifar10":
+        return None
+    return (
+        "trains its NAS-Bench-201 supernet on CIFAR-10 images, so it searches nasbench201/cifar10 only, "
+        f"not {task.name}"
+    )
+
+
+def _cifar10_images(task: Task) -> Task:
     from nasrepro.tasks import get_task
 
     return get_task("cifar10")
 
 
 SPACE_SETUPS: dict[type, SpaceSetup] = {
-    ProxylessSpace: SpaceSetup("mbconv", _build_mbconv, _own_data),
-    NB201Space: SpaceSetup("nb201", _build_nb201, _cifar10_for_nb201, {"valid_size": 25_000}),
+    ProxylessSpace: SpaceSetup("mbconv", _build_mbconv, lambda task: task, _refuse_without_images),
+    NB201Space: SpaceSetup(
+        "nb201", _build_nb201, _cifar10_images, _refuse_other_than_cifar10, {"valid_size": 25_000}
+    ),
 }
 
 
-def space_setup(space: Space) -> SpaceSetup:
+def space_setup(space: Space) -> SpaceSetup | None:
+    """The setup of `space`'s family, or None when ProxylessNAS has no supernet for it."""
     for cls, setup in SPACE_SETUPS.items():
         if isinstance(space, cls):
             return setup
-    raise UsageError(
-        f"proxylessnas searches proxyless-cifar, proxyless-imagenet or nasbench201; got space {space.name!r}"
-    )
+    return None
 
 
 def resolve_settings(cfg: ProxylessConfig, budget: SearchBudget) -> tuple[SearchSettings, str, str | None]:
@@ -288,135 +237,77 @@ def build_objective(cfg: ProxylessConfig, supernet: Supernet, regularizer: str |
     return ArchObjective(costs, regularizer, params.get(regularizer or ""), ref)
 
 
-def search_preset(data_task: Task, preset: str, budget: SearchBudget, extra: dict[str, Any]) -> Preset:
-    """The data task's preset with the supernet's batch size and train subset."""
-    base = data_task.preset(preset)
-    recipe = base.recipe.replace(
-        batch_size=budget.batch_size,
-        train_subset=budget.train_subset,
-        extra={**dict(base.recipe.extra), **extra},
-    )
-    return dataclasses.replace(base, recipe=recipe)
-
-
-def arch_loader(datamodule: Any, batch_size: int, seed: int) -> DataLoader:
-    """The held-out part, shuffled with a seeded generator, full batches (released `valid_next_batch`)."""
-    held_out = datamodule.val_dataloader()
-    return DataLoader(
-        held_out.dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(held_out.dataset) >= batch_size,
-        collate_fn=held_out.collate_fn,
-        num_workers=held_out.num_workers,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-SUPERNET_CHECKPOINT = "supernet.ckpt"
-
-
-class SupernetCheckpoint(Checkpoint):
-    """Saves the whole fit state at every epoch end, atomically, then the search checkpoint.
-
-    A `Checkpoint` subclass runs its ``on_train_epoch_end`` after the LightningModule's, so the epoch's
-    log row and the held-out batches of its derived-accuracy check are inside the saved state.
-    """
-
-    def __init__(self, search_checkpoint: Any, evaluator: Evaluator) -> None:
-        self.search_checkpoint, self.evaluator = search_checkpoint, evaluator
-        self.path = Path(search_checkpoint.artifacts_dir) / SUPERNET_CHECKPOINT
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # weights_only=False here means "the full training state", not torch.load's flag
-        atomic_write(self.path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False))
-        self.search_checkpoint.save(self.evaluator)
-
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint["nasrepro_fingerprint"] = self.search_checkpoint.fingerprint
-
-    def on_load_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        if checkpoint.get("nasrepro_fingerprint") != self.search_checkpoint.fingerprint:
-            raise UsageError(
-                f"supernet checkpoint {self.path} belongs to another run; delete it or rerun without --resume"
-            )
-
-
-def supernet_checkpointing(evaluator: Evaluator) -> tuple[list[Checkpoint], Path | None]:
-    """The epoch-end checkpoint callback and, on a resumed run, the checkpoint to continue from.
-
-    The runner clears the artifacts folder unless it resumed an earlier attempt, so a supernet checkpoint
-    found here is always this run's own, to continue from.
-    """
-    search_checkpoint = getattr(evaluator, "checkpoint", None)
-    if search_checkpoint is None or getattr(search_checkpoint, "path", None) is None:
-        return [], None
-    callback = SupernetCheckpoint(search_checkpoint, evaluator)
-    return [callback], (callback.path if callback.path.exists() else None)
-
-
 @register_method
 class ProxylessNAS(Method):
     """Supernet fit (Proxyless-G or -R), argmax derivation, one evaluation of the derived network."""
 
     name = "proxylessnas"
     Config = ProxylessConfig
+    paper = "Cai, Zhu & Han, ICLR 2019"
+    #: no toy space has a supernet; the smoke supernet on NAS-Bench-201 takes seconds
+    conformance_tasks = ("nasbench201/cifar10",)
+    default_spaces = {
+        "cifar10": "proxyless-cifar",
+        "imagenet": "proxyless-imagenet",
+        "nasbench201/*": "nasbench201",
+    }
 
-    def search(self, task: Task, space: Space, budget: int, evaluator: Evaluator, seed: int) -> SearchResult:
-        cfg: ProxylessConfig = self.config  # type: ignore[assignment]
-        preset = self._preset_name(evaluator)
+    @classmethod
+    def incompatibility(cls, task: Task, space: Space) -> str | None:
+        """Refuses spaces it has no supernet for, and tasks its supernet cannot get images from."""
+        reason = super().incompatibility(task, space)
+        if reason is not None:
+            return reason
         setup = space_setup(space)
-        size = SEARCH_PRESETS[(setup.family, preset)]
+        if setup is None:
+            return "has supernets for proxyless-cifar, proxyless-imagenet and nasbench201 only"
+        return setup.refuse(task)
+
+    def search(self, run: Run) -> SearchResult:
+        cfg: ProxylessConfig = self.config  # type: ignore[assignment]
+        reason = self.incompatibility(run.task, run.space)
+        if reason is not None:  # the runner refuses this first; library use may not
+            raise UsageError(
+                f"proxylessnas cannot search {run.space.name!r} on {run.task.name!r}: it {reason}"
+            )
+        setup = space_setup(run.space)
+        assert setup is not None
+        preset = cfg.preset or run.preset_name
+        size = SEARCH_PRESETS.size(setup.family, preset)
         settings, mode, regularizer = resolve_settings(cfg, size)
-        data_task = setup.data_task(task)
-        data_dir = Path(getattr(evaluator, "data_dir", None) or _default_data_dir())
+        data_task = setup.data_task(run.task)
 
         start = time.perf_counter()
-        L.seed_everything(seed, workers=True, verbose=False)
-        supernet = setup.build(space, task, cfg, size, mode)
+        L.seed_everything(run.seed, workers=True, verbose=False)
+        supernet = setup.build(run.space, run.task, cfg, size, mode)
         objective = build_objective(cfg, supernet, regularizer)
-        data_preset = search_preset(data_task, preset, size, setup.extra)
-        datamodule = data_task.datamodule(data_preset, data_dir, seed)
+        datamodule = data_task.datamodule(
+            search_preset(data_task, preset, size, setup.extra), run.data_dir, run.seed
+        )
         module = ProxylessSearchModule(
             supernet,
             settings,
             objective,
-            arch_loader(datamodule, _or(cfg.arch_batch_size, size.arch_batch_size), seed),
+            arch_loader(datamodule, _or(cfg.arch_batch_size, size.arch_batch_size), run.seed),
         )
-        trainer_kwargs = dict(getattr(evaluator, "trainer_kwargs", {}) or {})
-        callbacks, resume_from = supernet_checkpointing(evaluator)
-        trainer = L.Trainer(
-            max_epochs=settings.total_epochs,
+        setup_seconds = time.perf_counter() - start
+        supernet_seconds = setup_seconds + fit_supernet(
+            run,
+            module,
+            datamodule.train_dataloader(),
+            settings.total_epochs,
             # One process: the architecture gradient is set after backward (set_arch_grads), outside
             # DDP's all-reduce, and each rank would sample different gates.
-            accelerator=trainer_kwargs.get("accelerator", "auto"),
             devices=1,
+            num_nodes=1,
             limit_train_batches=_or(cfg.train_batches, size.train_batches) or 1.0,
-            logger=False,
-            callbacks=callbacks,
-            enable_checkpointing=bool(callbacks),
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
             limit_val_batches=0,
-            deterministic=True,
         )
-        # The checkpoint holds tensors, numbers, strings and lists only: weights_only loading suffices.
-        trainer.fit(
-            module, train_dataloaders=datamodule.train_dataloader(), ckpt_path=resume_from, weights_only=True
-        )
-        supernet_seconds = time.perf_counter() - start
-        if resume_from is not None:  # plus the interrupted attempts' time up to their last saved epoch
-            supernet_seconds += evaluator.checkpoint.elapsed_before  # type: ignore[attr-defined]
 
         supernet.cpu()
         raw = supernet.derive()
         chosen = supernet.chosen()
-        query = evaluator.query(raw)
+        query = run.evaluator.query(raw)
         extra = {
             "column": settings.column,
             "column_description": COLUMNS[settings.column].description,
@@ -437,20 +328,4 @@ class ProxylessNAS(Method):
             "data_task": data_task.name,
             "log": module.summary(),
         }
-        return SearchResult(best_arch=query.arch, history=list(evaluator.history), extra=extra)
-
-    def _preset_name(self, evaluator: Evaluator) -> str:
-        """The supernet's size: `Config.preset`, else the run's preset (which the runner gives every
-        evaluator as `preset_name`), else ``cpu``."""
-        name = self.config.preset or getattr(evaluator, "preset_name", None) or "cpu"  # type: ignore[attr-defined]
-        if name not in PRESET_NAMES:
-            raise UsageError(
-                f"unknown preset {name!r} for proxylessnas; choose one of {', '.join(PRESET_NAMES)}"
-            )
-        return name
-
-
-def _default_data_dir() -> Path:
-    from nasrepro.paths import data_dir
-
-    return data_dir(None)
+        return SearchResult(best_arch=query.arch, extra=extra, overhead_seconds=supernet_seconds)
