@@ -262,3 +262,23 @@ def test_bad_configurations_are_usage_errors(cora, toy_task, toy_space):
         METHODS.get("agnn")({"temperture": 3})
     assert "categorical" in METHODS.get("agnn").incompatibility(toy_task, toy_space)
     assert ev.n_queries == 0
+
+
+@pytest.mark.parametrize("name", ["agnn", "graphnas-rl"])
+def test_when_spent_jump_spends_the_budget_and_stop_does_not(name, toy_task):
+    """On the 36-architecture toy space the controller's proposals are soon all seen: "jump" fills
+    the budget with uniform draws and reports them; "stop" ends the search there, jumping never."""
+    from conftest import CategoricalToySpace
+
+    space = CategoricalToySpace()
+    results = {}
+    for policy in ("jump", "stop"):
+        ev = TableEvaluator(toy_task, space, budget=36)
+        config = {"ctrl_steps": 4, "max_resample": 5, "when_spent": policy}
+        results[policy] = (METHODS.get(name)(config).search(run_of(ev, 3, budget=36)), ev)
+    jumped, ev_jump = results["jump"]
+    stopped, ev_stop = results["stop"]
+    assert jumped.extra["jumps"] and ev_jump.n_queries == 36
+    assert jumped.extra["jump_fraction"] == len(jumped.extra["jumps"]) / 36
+    assert stopped.extra["jumps"] == [] and stopped.extra["jump_fraction"] == 0.0
+    assert ev_stop.n_queries < 36

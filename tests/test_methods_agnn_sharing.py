@@ -25,7 +25,7 @@ def trained_parent(sharing: ConstrainedSharing) -> torch.nn.Module:
     with torch.no_grad():  # "training": weights no fresh initialisation could give
         for p in model.parameters():
             p.add_(torch.randn_like(p))
-    sharing.after_fit(PARENT, None, model)
+    sharing.after_fit(PARENT, SPACE.parse(PARENT), model)
     sharing.parent = PARENT
     return model
 
@@ -33,26 +33,47 @@ def trained_parent(sharing: ConstrainedSharing) -> torch.nn.Module:
 def test_homogeneous_layers_are_inherited_bit_equal_and_the_output_layer_is_not():
     sharing = ConstrainedSharing(fine_tune_epochs=7)
     parent = trained_parent(sharing)
-    child = SPACE.to_model(
-        SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes"), TASK
-    )  # activation changed
-    overrides = sharing.before_fit("child", None, child)
+    child_arch = SPACE.parse("gat,mean,relu,4,8|gat,sum,linear,1,classes")  # output layer changed
+    child = SPACE.to_model(child_arch, TASK)  # activation changed
+    overrides = sharing.before_fit("child", child_arch, child)
     assert overrides["epochs"] == 7
-    assert overrides["metrics"] == {"inherited_layers": 1.0, "shareable_layers": 1.0}
+    assert overrides["metrics"] == {
+        "inherited_layers": 1.0,
+        "shareable_layers": 1.0,
+        "heterogeneous_layers": 0.0,
+    }
     got, want = dict(child.named_parameters()), dict(parent.named_parameters())
     for name in got:
         if name.startswith("layers.0."):
             assert torch.equal(got[name], want[name]), name
-        else:  # the output layer is re-initialised, never shared
+        elif name in want and got[name].shape == want[name].shape:  # the output layer: never shared
             assert not torch.equal(got[name], want[name]), name
+
+
+@pytest.mark.parametrize(
+    ("homogeneity", "inherited"), [("paper", 0.0), ("shapes", 1.0)], ids=["paper", "shapes"]
+)
+def test_another_activation_is_not_homogeneous_under_the_paper_rule(homogeneity, inherited):
+    """Same tensors, other activation: AGNN's homogeneity condition refuses, the shapes rule copies."""
+    from nasrepro.methods.agnn.sharing import attention_and_activation
+
+    signature = attention_and_activation if homogeneity == "paper" else None
+    sharing = ConstrainedSharing(fine_tune_epochs=7, signature=signature)
+    trained_parent(sharing)
+    child_arch = SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes")
+    child = SPACE.to_model(child_arch, TASK)
+    metrics = sharing.before_fit("child", child_arch, child)["metrics"]
+    assert metrics["inherited_layers"] == inherited
+    assert metrics["heterogeneous_layers"] == 1.0 - inherited
 
 
 def test_nothing_crosses_a_shape_mismatch():
     sharing = ConstrainedSharing(fine_tune_epochs=7)
     parent = trained_parent(sharing)
-    child = SPACE.to_model(SPACE.parse("gat,mean,relu,4,16|gcn,sum,linear,1,classes"), TASK)  # wider
+    child_arch = SPACE.parse("gat,mean,relu,4,16|gcn,sum,linear,1,classes")
+    child = SPACE.to_model(child_arch, TASK)  # wider
     before = {n: p.clone() for n, p in child.named_parameters()}
-    overrides = sharing.before_fit("child", None, child)
+    overrides = sharing.before_fit("child", child_arch, child)
     assert "epochs" not in overrides  # nothing inherited: trained with the full recipe
     assert overrides["metrics"]["inherited_layers"] == 0.0
     for name, p in child.named_parameters():
@@ -64,16 +85,18 @@ def test_a_layer_with_other_tensors_is_not_homogeneous():
     sharing = ConstrainedSharing(fine_tune_epochs=7)
     trained_parent(sharing)
     # gcn has no attention vector: same weight shape, different tensor set -> no partial copy
-    child = SPACE.to_model(SPACE.parse("gcn,mean,relu,4,8|gcn,sum,linear,1,classes"), TASK)
-    assert sharing.before_fit("child", None, child)["metrics"]["inherited_layers"] == 0.0
+    child_arch = SPACE.parse("gcn,mean,relu,4,8|gcn,sum,linear,1,classes")
+    child = SPACE.to_model(child_arch, TASK)
+    assert sharing.before_fit("child", child_arch, child)["metrics"]["inherited_layers"] == 0.0
 
 
 def test_only_the_parent_is_a_source_and_retain_bounds_the_bank():
     sharing = ConstrainedSharing(fine_tune_epochs=7)
     trained_parent(sharing)
     sharing.parent = "someone-else"
-    child = SPACE.to_model(SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes"), TASK)
-    assert sharing.before_fit("child", None, child)["metrics"]["inherited_layers"] == 0.0
+    child_arch = SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes")
+    child = SPACE.to_model(child_arch, TASK)
+    assert sharing.before_fit("child", child_arch, child)["metrics"]["inherited_layers"] == 0.0
     sharing.retain([])
     assert not sharing.has(PARENT)
 
@@ -86,12 +109,13 @@ def test_a_restarted_search_reads_the_parent_from_the_store(tmp_path):
 
     restarted = ConstrainedSharing(fine_tune_epochs=7, store=tmp_path)  # a fresh process
     restarted.parent = PARENT
-    child = SPACE.to_model(SPACE.parse("gat,mean,elu,4,8|gcn,sum,linear,1,classes"), TASK)
-    assert restarted.before_fit("child", None, child)["metrics"]["inherited_layers"] == 1.0
+    child_arch = SPACE.parse("gat,mean,relu,4,8|gat,sum,linear,1,classes")
+    child = SPACE.to_model(child_arch, TASK)
+    assert restarted.before_fit("child", child_arch, child)["metrics"]["inherited_layers"] == 1.0
     got, want = dict(child.named_parameters()), dict(parent.named_parameters())
     assert all(torch.equal(got[n], want[n]) for n in got if n.startswith("layers.0."))
 
-    restarted.after_fit("child", None, child)
+    restarted.after_fit("child", child_arch, child)
     restarted.retain(["child"])  # the parent is no longer a possible source: gone from disk too
     assert not restarted.has(PARENT)
     assert len(list(tmp_path.glob("*.pt"))) == 1  # the child's own weights
@@ -99,15 +123,16 @@ def test_a_restarted_search_reads_the_parent_from_the_store(tmp_path):
 
 def test_train_evaluator_fine_tunes_inherited_children_on_cora(data_root):
     task = get_task("cora")
-    sharing = ConstrainedSharing(fine_tune_epochs=3)
+    sharing = ConstrainedSharing(fine_tune_epochs=1)
     preset = with_overrides(task.preset("smoke"), SPACE.recipe_overrides(task))
+    assert preset.recipe.epochs > 1, "the smoke recipe must be longer than the fine-tuning for this test"
     evaluator = TrainEvaluator(task, SPACE, budget=2, preset=preset, data_dir=data_root, warm_start=sharing)
     parent = evaluator.query(SPACE.parse("gcn,sum,relu,1,16|gcn,sum,linear,1,classes"))
     sharing.parent = parent.arch
-    child = evaluator.query(SPACE.parse("gcn,sum,elu,1,16|gcn,sum,linear,1,classes"))
+    child = evaluator.query(SPACE.parse("gcn,sum,relu,1,16|gat,sum,linear,1,classes"))
     assert parent.metrics["inherited_layers"] == 0.0
     assert child.metrics["inherited_layers"] == 1.0
-    assert (parent.metrics["epochs"], child.metrics["epochs"]) == (100.0, 3.0)  # smoke: 100; fine-tune: 3
+    assert (parent.metrics["epochs"], child.metrics["epochs"]) == (float(preset.recipe.epochs), 1.0)
     assert child.status == "ok" and child.val is not None
 
 

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from nasrepro.methods.agnn.controller import (
     Proposal,
     ReinforceModule,
 )
-from nasrepro.methods.agnn.sharing import ConstrainedSharing
+from nasrepro.methods.agnn.sharing import ConstrainedSharing, attention_and_activation
 
 #: uniform draws tried for an unseen architecture when the controller's neighbourhood is spent
 JUMP_TRIES = 1000
@@ -68,8 +68,15 @@ class ReinforceConfig(MethodConfig):
     #: failed controller draws in a row (invalid or already evaluated) before AGNN gives up on a
     #: class around the current incumbent, or GraphNAS on the controller for one child
     max_resample: int = 100
+    #: what happens once `max_resample` draws in a row were all seen or invalid: "jump" evaluates a
+    #: uniformly drawn unseen architecture instead (so the budget is spent; every record reports the
+    #: jumps and their fraction, since those queries are random search, not the controller's), "stop"
+    #: ends the search there with the budget unspent. Neither paper says; AutoGL resamples forever.
+    when_spent: str = "jump"
 
     def check(self) -> None:
+        if self.when_spent not in ("jump", "stop"):
+            raise UsageError(f"when_spent must be 'jump' or 'stop', got {self.when_spent!r}")
         if self.ctrl_steps < 1:
             raise UsageError(f"ctrl_steps must be >= 1, got {self.ctrl_steps}")
         if self.max_resample < 1:
@@ -101,6 +108,9 @@ class AGNNConfig(ReinforceConfig):
     share: bool = False
     #: epochs a child that inherited weights is fine-tuned for instead of the full recipe (provisional)
     share_epochs: int = 50
+    #: which layers count as homogeneous (sharing.py rule 2): "paper" = same shapes, attention type
+    #: and activation (AGNN's condition as we read it); "shapes" = same tensor names and shapes only
+    share_homogeneity: Literal["paper", "shapes"] = "paper"
 
 
 @dataclass
@@ -265,7 +275,7 @@ class AGNN(Method):
                     break
                 drawn = neighbourhood.draw(controller, incumbent.indices, gen, space, evaluator, book)
                 if drawn is None:  # every class's neighbourhood looks spent: jump, no policy update
-                    arch = _jump(space, evaluator, rng)
+                    arch = _jump(space, evaluator, rng) if cfg.when_spent == "jump" else None
                     if arch is None:
                         break
                     if sharing is not None:  # a uniform jump has no parent: trained from scratch
@@ -304,6 +314,7 @@ class AGNN(Method):
                 "resampled_invalid": book.resampled_invalid,
                 "resampled_seen": book.resampled_seen,
                 "jumps": book.jumps,
+                "jump_fraction": len(book.jumps) / max(evaluator.n_queries, 1),
                 "mean_controller_loss": float(np.mean(book.losses)) if book.losses else None,
             },
         )
@@ -316,7 +327,13 @@ class AGNN(Method):
         cfg: AGNNConfig = self.config  # type: ignore[assignment]
         if not cfg.share:
             return None
-        return ConstrainedSharing(fine_tune_epochs=cfg.share_epochs, store=artifacts_dir / "agnn-sharing")
+        if cfg.share_homogeneity not in ("paper", "shapes"):
+            raise UsageError(f"share_homogeneity must be 'paper' or 'shapes', got {cfg.share_homogeneity!r}")
+        return ConstrainedSharing(
+            fine_tune_epochs=cfg.share_epochs,
+            store=artifacts_dir / "agnn-sharing",
+            signature=attention_and_activation if cfg.share_homogeneity == "paper" else None,
+        )
 
     @staticmethod
     def _sharing(evaluator: Evaluator) -> ConstrainedSharing:
@@ -377,7 +394,7 @@ class GraphNASRL(Method):
                     break
                 drawn = _draw(lambda: controller.propose(gen), space, evaluator, cfg.max_resample, book)
                 if drawn is None:
-                    arch = _jump(space, evaluator, rng)
+                    arch = _jump(space, evaluator, rng) if cfg.when_spent == "jump" else None
                     if arch is None:
                         break
                     book.jumps.append(evaluator.query(arch).index)
@@ -399,5 +416,6 @@ class GraphNASRL(Method):
             resampled_invalid=book.resampled_invalid,
             resampled_seen=book.resampled_seen,
             jumps=book.jumps,
+            jump_fraction=len(book.jumps) / max(evaluator.n_queries, 1),
             mean_controller_loss=float(np.mean(book.losses)) if book.losses else None,
         )

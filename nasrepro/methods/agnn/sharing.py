@@ -10,8 +10,11 @@ The rules implemented here (the paper body is unverified, see README.md; they fo
 
 1. A child inherits from its parent only: nothing flows between siblings or from older archs.
 2. Layer by layer, a child layer is homogeneous with the parent's layer of the same index when both
-   have exactly the same trainable tensors (names and shapes); then all of them are copied, else
-   none (no partial layers, nothing ever copied across a shape mismatch).
+   have exactly the same trainable tensors (names and shapes) and -- under the default
+   ``homogeneity="paper"`` -- the same attention type and activation function (AGNN's homogeneity
+   condition; that these two actions are what it names is our reading, see README.md). Then all of
+   the layer's tensors are copied, else none (no partial layers, nothing copied across a shape
+   mismatch). ``homogeneity="shapes"`` keeps names and shapes only, the rule of the first release.
 3. The output layer and batch normalisation are never shared: they are re-initialised, because the
    output layer is tied to the classifier and BN statistics belong to one architecture.
 4. A child that inherited anything is fine-tuned for `fine_tune_epochs` instead of the full recipe.
@@ -27,9 +30,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -64,17 +67,45 @@ def _shareable(model: nn.Module) -> dict[str, dict[str, Tensor]]:
     return dict(layers)
 
 
+Homogeneity = Literal["paper", "shapes"]
+#: per-layer identity an architecture's layer must share with its parent's to inherit (rule 2)
+LayerSignature = Callable[[Any], list[str]]
+
+
+def attention_and_activation(arch: Any) -> list[str]:
+    """`attention/activation` of every layer of a GraphNAS-space architecture (rule 2, "paper")."""
+    try:
+        return [f"{layer.attention}/{layer.activation}" for layer in arch.layers]
+    except AttributeError:
+        raise UsageError(
+            "homogeneity 'paper' compares each layer's attention and activation, which this space's "
+            "architectures do not name; use the graphnas space or share_homogeneity='shapes'"
+        ) from None
+
+
+def _signature_key(layer: str) -> str:
+    return f"{layer}#signature"
+
+
 class ConstrainedSharing:
     """Keeps trained weights of recent evaluations and hands the parent's homogeneous layers to
     each child. Set `parent` (an evaluator key) before querying a child."""
 
-    def __init__(self, fine_tune_epochs: int, store: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        fine_tune_epochs: int,
+        store: str | Path | None = None,
+        signature: LayerSignature | None = attention_and_activation,
+    ) -> None:
         if fine_tune_epochs < 1:
             raise UsageError(f"share_epochs must be at least 1, got {fine_tune_epochs}")
         self.fine_tune_epochs = fine_tune_epochs
         self.parent: str | None = None
         self.store = None if store is None else Path(store)
+        #: None: shapes only (``homogeneity="shapes"``)
+        self.signature = signature
         self._bank: dict[str, dict[str, dict[str, Tensor]]] = {}
+        self._signatures: dict[str, list[str]] = {}
 
     def _file(self, key: str) -> Path:
         assert self.store is not None
@@ -82,8 +113,8 @@ class ConstrainedSharing:
 
     def _save(self, key: str) -> None:
         if self.store is not None:
-            layers = self._bank[key]
-            atomic_write(self._file(key), lambda tmp: torch.save({"key": key, "layers": layers}, tmp))
+            saved = {"key": key, "layers": self._bank[key], "signature": self._signatures.get(key, [])}
+            atomic_write(self._file(key), lambda tmp: torch.save(saved, tmp))
 
     def _weights(self, key: str | None) -> dict[str, dict[str, Tensor]] | None:
         """The kept weights of `key`: in memory, else from the store (after a resume)."""
@@ -94,30 +125,43 @@ class ConstrainedSharing:
             saved = torch.load(path, weights_only=True)
             if saved.get("key") == key:
                 self._bank[key] = saved["layers"]
+                self._signatures[key] = list(saved.get("signature", []))
         return self._bank.get(key)
 
     def before_fit(self, key: str, arch: Any, model: nn.Module) -> dict[str, Any]:
         """Copy the parent's homogeneous layers into `model` (rules 1-3); shorten the fit (rule 4)."""
         parent = self._weights(self.parent)
         child = _shareable(model)
-        inherited = []
+        inherited, refused = [], 0
         if parent is not None:
+            mine = self.signature(arch) if self.signature is not None else None
+            theirs = self._signatures.get(self.parent or "", [])
             with torch.no_grad():
                 for layer, tensors in child.items():
                     source = parent.get(layer)
                     if source is None or set(source) != set(tensors):
+                        continue
+                    index = int(layer.split(".")[1])
+                    if mine is not None and (index >= len(theirs) or theirs[index] != mine[index]):
+                        refused += 1  # same shapes, but not homogeneous (rule 2)
                         continue
                     if any(source[name].shape != tensor.shape for name, tensor in tensors.items()):
                         continue
                     for name, tensor in tensors.items():
                         tensor.copy_(source[name])
                     inherited.append(layer)
-        metrics = {"inherited_layers": float(len(inherited)), "shareable_layers": float(len(child))}
+        metrics = {
+            "inherited_layers": float(len(inherited)),
+            "shareable_layers": float(len(child)),
+            "heterogeneous_layers": float(refused),
+        }
         if not inherited:
             return {"metrics": metrics}
         return {"epochs": self.fine_tune_epochs, "metrics": metrics}
 
     def after_fit(self, key: str, arch: Any, model: nn.Module) -> None:
+        if self.signature is not None:
+            self._signatures[key] = self.signature(arch)
         self._bank[key] = {
             layer: {name: tensor.detach().clone() for name, tensor in tensors.items()}
             for layer, tensors in _shareable(model).items()
@@ -130,6 +174,7 @@ class ConstrainedSharing:
         for key in list(self._bank):
             if key not in keep:
                 del self._bank[key]
+                self._signatures.pop(key, None)
                 if self.store is not None:
                     self._file(key).unlink(missing_ok=True)
 
