@@ -81,7 +81,7 @@ CHILDREN = {
 }
 
 
-@pytest.mark.benchmark(group="one child training on Cora (smoke preset: 100 epochs; shared: 20)")
+@pytest.mark.benchmark(group="one child training on Cora (smoke preset; shared: 20)")
 @pytest.mark.parametrize("name", ["gcn reference", *CHILDREN])
 def test_child_training_speed(benchmark, name):
     """One child trained by the harness, next to Kipf & Welling's GCN under the same protocol."""

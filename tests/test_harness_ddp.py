@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nasrepro.tasks import get_task
+
 SCRIPT = '''
 """Fit the reference GCN on Cora through fit_and_evaluate; every rank writes its result."""
 import argparse
@@ -117,5 +119,5 @@ def test_two_process_ddp_fit_equals_single_process_fit(tmp_path, data_root):
     for result in ranks:
         assert (result["val"], result["test"]) == (single["val"], single["test"])
         assert result["weights_sha256"] == single["weights_sha256"]
-        assert result["epochs"] == single["epochs"] == 100
-    assert single["val"] > 70.0  # a real fit, not an untrained network that happens to agree
+        assert result["epochs"] == single["epochs"] == get_task("cora").preset("smoke").recipe.epochs
+    assert single["val"] > 2 * 100 / 7  # it learned (twice chance on 7 classes), not an untrained net

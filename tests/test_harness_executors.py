@@ -219,7 +219,7 @@ def test_train_evaluation_is_identical_locally_and_on_ray(ray_executor, local_ex
     keys = ("val", "test", "epochs", "params")
     assert {k: remote[0][k] for k in keys} == {k: local[0][k] for k in keys}
     assert remote[0]["params"] == 1433 * 16 + 16 + 16 * 7 + 7  # Kipf & Welling's 2-layer GCN
-    assert remote[0]["val"] > 70.0  # it learned (the paper's GCN reaches ~79 on the public split)
+    assert remote[0]["val"] > 2 * 100 / 7  # it learned in its 2 smoke epochs (twice chance, 7 classes)
     assert is_failure(remote[1]) and remote[1] == local[1]
     assert remote[1].error_type == "UsageError" and "nope" in remote[1].message
 

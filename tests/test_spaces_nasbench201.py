@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -403,3 +404,50 @@ def test_cell_takes_any_edge_module_factory() -> None:
     assert supernet.cells[0].edges["edge_0_1"].alpha.grad is not None
     with pytest.raises(UsageError, match="missing"):
         Cell(16, {e: OPS["none"] for e in EDGES[:5]})
+
+
+# --- the categorical view -----------------------------------------------------------------------
+
+
+def test_categorical_view_is_six_edges_of_five_ops_grouped_by_node(space: NB201Space) -> None:
+    fields = space.fields()
+    assert "categorical" in space.views()
+    assert [f.name for f in fields] == [f"edge{s}{t}" for s, t in EDGES]
+    assert all(f.choices == OP_NAMES for f in fields)
+    assert [f.group for f in fields] == ["node1", "node2", "node2", "node3", "node3", "node3"]
+
+
+def test_decode_round_trips_encode_for_every_cell(space: NB201Space) -> None:
+    fields = space.fields()
+    for cell in space.enumerate():
+        codes = space.encode(cell)
+        assert space.decode(codes) == cell
+        assert tuple(f.choices[i] for f, i in zip(fields, codes, strict=True)) == cell.ops
+    for codes in itertools.product(range(len(OP_NAMES)), repeat=len(EDGES)):
+        assert space.encode(space.decode(codes)) == codes
+
+
+def test_encoding_follows_the_string_s_edge_order(space: NB201Space) -> None:
+    text = "|none~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|"
+    assert space.decode([0, 1, 2, 3, 4, 0]) == arch(text)
+    assert space.encode(text) == (0, 1, 2, 3, 4, 0)
+    # encodings are of the cell as given, not of its class representative
+    dead = arch("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert space.canonical(dead) != dead and space.decode(space.encode(dead)) == dead
+    assert space.decode(np.array([3, 0, 0, 1, 0, 0])) == dead
+
+
+@pytest.mark.parametrize(
+    ("indices", "fragment"),
+    [
+        ([0, 1, 2, 3, 4], "has 6 op indices, got 5"),
+        ([0, 1, 2, 3, 4, 0, 1], "has 6 op indices, got 7"),
+        ([0, 1, 5, 0, 0, 0], "op index 5 of edge 1->2"),
+        ([0, 0, 0, -1, 0, 0], "op index -1 of edge 0->3"),
+        ([0, 0, 0, 0, 1.5, 0], "op index 1.5 of edge 1->3"),
+        ([0, 0, 0, 0, 0, "2"], "op index '2' of edge 2->3"),
+    ],
+)
+def test_out_of_range_indices_are_usage_errors(space: NB201Space, indices: list, fragment: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(fragment)):
+        space.decode(indices)

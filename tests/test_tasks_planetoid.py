@@ -52,12 +52,14 @@ def test_missing_folder_status(tmp_path):
     assert PlanetoidTask("citeseer").check_data(tmp_path)[0].status == "missing"
 
 
-def test_gcn_smoke_reaches_75_percent_on_cora(data_root):
-    """Kipf & Welling's GCN through the shared harness (smoke preset: 100 epochs, one seed)."""
+def test_gcn_paper_recipe_reaches_78_percent_on_cora(data_root):
+    """Kipf & Welling's GCN through the shared harness at the cpu preset (their 200-epoch recipe,
+    seconds for a 2-layer GCN; smoke only proves the pipeline runs). They report 81.5 (Table 2)."""
     task = PlanetoidTask("cora")
     model = task.reference_arch("gcn").build(task)
-    result = fit_and_evaluate(task, model, task.preset("smoke"), seed=0, data_dir=data_root)
-    assert result["test"] > 75.0 and result["val"] > 70.0
+    result = fit_and_evaluate(task, model, task.preset("cpu"), seed=0, data_dir=data_root)
+    assert result["epochs"] == 200
+    assert result["test"] > 78.0 and result["val"] > 75.0
 
 
 def test_input_dropout_matches_dense_dropout_in_distribution():

@@ -1,6 +1,14 @@
+import json
+import shutil
+from pathlib import Path
+
 from nasrepro.app.requests import SearchRequest
 from nasrepro.app.search import run_search
-from nasrepro.tracking.leaderboard import build
+from nasrepro.tracking.leaderboard import build, group
+from nasrepro.tracking.record import Record
+from nasrepro.tracking.records import iter_loaded
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs"
 
 
 def make_records(tmp_path, monkeypatch, toy_task):
@@ -39,3 +47,29 @@ def test_leaderboard_rows_and_byte_stability(tmp_path, monkeypatch, toy_task):
     assert rs_row.split("|")[8].strip() == "—"  # no RI of the baseline against itself
     assert rows[0].split("|")[8].strip().startswith("+")  # random search beats random sampling here
     assert any(p.name.endswith("best_so_far.png") for p in first)
+
+
+def test_leaderboard_reads_committed_record_layouts(tmp_path):
+    """The leaderboard reads records through `Record`: an untagged old-layout search record (no
+    `tag`, no `method_extra`) and a reference evaluate record both land in their rows."""
+    picked = {}
+    for path in sorted(COMMITTED.rglob("*.json")):
+        data = json.loads(path.read_text())
+        if data["kind"] == "search" and "tag" not in data and len(data["history"]) <= 100:
+            picked.setdefault("old search", path)
+        if data["kind"] == "evaluate" and data["space"]["name"] == "reference":
+            picked.setdefault("reference", path)
+        if len(picked) == 2:
+            break
+    assert len(picked) == 2
+    for path in picked.values():
+        target = tmp_path / path.relative_to(COMMITTED.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    loaded = [record for _, record in iter_loaded(tmp_path)]
+    assert all(isinstance(r, Record) for r in loaded)
+    names = {row.method for rows in group(loaded).values() for row in rows}
+    old, ref = (json.loads(picked[k].read_text()) for k in ("old search", "reference"))
+    assert names == {old["method"], f"{ref['method']} (trained)"}
+    board = (build(tmp_path)[0]).read_text()
+    assert f"| {old['method']} | {old['preset']} |" in board

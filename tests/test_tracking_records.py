@@ -1,15 +1,17 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-import jsonschema
 import pytest
 
 from nasrepro.errors import DataError
 from nasrepro.tracking import records
+from nasrepro.tracking.record import ABSENT, InvalidRecord, Metrics, Record, SearchCost, validate
 
 
 def minimal_record(**changes):
@@ -17,14 +19,21 @@ def minimal_record(**changes):
         "schema_version": 1,
         "kind": "search",
         "method": "random",
+        "tag": "",
         "task": "toy",
         "space": {"name": "toy"},
         "seed": 0,
         "preset": "smoke",
+        "scale": "smoke test (not a result)",
+        "budget": 1,
+        "reward": "val",
+        "direction": "max",
+        "metric": "accuracy",
         "best_arch": "000011",
         "metrics": {"val": 60.0, "test": 59.0},
         "search_cost": {"wall_seconds": 0.1, "device": "cpu", "device_hours": 0.0, "queries": 1},
         "history": [{"index": 0, "arch": "000011", "score": 60.0, "cumulative_cost": 1.0, "status": "ok"}],
+        "duplicates": 0,
         "config": {},
         "versions": records.versions(),
         "machine": {},
@@ -41,17 +50,20 @@ def test_valid_record_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "field"),
     [
-        {"seed": -1},
-        {"preset": "gpu"},
-        {"kind": "other"},
-        {"metrics": {"val": 1.0}},
-        {"history": [{"index": 0, "arch": "x", "score": 1.0, "cumulative_cost": 0.0, "status": "maybe"}]},
+        ({"seed": -1}, "'seed'"),
+        ({"preset": "gpu"}, "'preset'"),
+        ({"kind": "other"}, "'kind'"),
+        ({"metrics": {"val": 1.0}}, "'metrics.test' is missing"),
+        (
+            {"history": [{"index": 0, "arch": "x", "score": 1.0, "cumulative_cost": 0.0, "status": "maybe"}]},
+            "'history[0].status'",
+        ),
     ],
 )
-def test_schema_rejects_broken_records(tmp_path, change):
-    with pytest.raises(jsonschema.ValidationError):
+def test_schema_rejects_broken_records(tmp_path, change, field):
+    with pytest.raises(InvalidRecord, match=re.escape(field)):
         records.write_record(minimal_record(**change), tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
 
@@ -83,7 +95,7 @@ def test_a_killed_writer_leaves_no_partial_record(tmp_path):
     old = records.dumps(minimal_record())
     path.write_text(old)
     code = (
-        "import sys; from pathlib import Path; from nasrepro.tracking.records import atomic_write_text\n"
+        "import sys; from pathlib import Path; from nasrepro.atomic import atomic_write_text\n"
         "print('go', flush=True)\n"
         f"atomic_write_text(Path({str(path)!r}), 'x' * 400_000_000)\n"
     )
@@ -140,3 +152,193 @@ def test_records_are_world_readable(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+# --- the typed record -------------------------------------------------------------------------
+
+RUNS = Path(__file__).resolve().parents[1] / "results" / "runs"
+
+
+def typed_search(**changes):
+    fields = dict(
+        kind="search",
+        method="evolution",
+        tag="",
+        task="toy",
+        space={"name": "toy"},
+        seed=3,
+        preset="smoke",
+        scale="smoke test (not a result)",
+        budget=10,
+        reward="val",
+        direction="max",
+        metric="accuracy",
+        best_arch="000011",
+        metrics=Metrics(val=60.0, test=59.0, extra={"params": 1234}),
+        search_cost=SearchCost(
+            wall_seconds=0.5,
+            device="cpu:x",
+            device_hours=0.5 / 3600,
+            n_devices=1,
+            queries=10,
+            evaluation_seconds=1.0,
+            cost_model="table",
+            method_overhead_seconds=0.25,
+        ),
+        history=[
+            {
+                "index": i,
+                "arch": f"00001{i}",
+                "score": 50.0 + i,
+                "val": 50.0 + i,
+                "test": 49.0,
+                "cost_seconds": 0.1,
+                "cumulative_cost": 0.1 * (i + 1),
+                "wall_seconds": 0.0,
+                "status": "ok",
+                "reason": "",
+                "metrics": {},
+            }
+            for i in range(2)
+        ],
+        duplicates=4,
+        method_extra={"population": ("000011", "000012")},
+        config={"budget": 10},
+        machine={"cpu_model": "x"},
+        versions={"nasrepro": "0", "python": "3", "torch": "2"},
+        git_commit="abc",
+        created="2000-01-01T00:00:00+00:00",
+    )
+    fields.update(changes)
+    return Record(**fields)
+
+
+def typed_evaluate():
+    return typed_search(
+        kind="evaluate",
+        method="gcn",
+        budget=None,
+        history=[],
+        duplicates=None,
+        method_extra=None,
+        metrics=Metrics(val=80.0, test=None, extra={"train_seconds": 2.0}),
+    )
+
+
+@pytest.mark.parametrize("make", [typed_search, typed_evaluate], ids=["search", "evaluate"])
+def test_typed_record_round_trips_and_validates(make):
+    record = make()
+    data = record.to_dict()
+    validate(data)
+    assert Record.from_dict(data) == record
+    assert Record.from_dict(json.loads(records.dumps(data))) == record  # through the file format
+    assert Record.from_dict(data).to_dict() == data
+
+
+def test_evaluate_record_omits_search_only_fields():
+    data = typed_evaluate().to_dict()
+    assert "duplicates" not in data and "method_extra" not in data
+    assert data["budget"] is None and data["metrics"]["test"] is None  # nullable fields stay, as null
+
+
+def test_new_cost_fields_distinguish_absent_from_null():
+    """A record older than `method_overhead_seconds`/`charged_cost` lacks the keys; a new one that did
+    not measure them says null. Both validate and both round-trip as they were."""
+    old = minimal_record()
+    assert Record.from_dict(old).search_cost.method_overhead_seconds is ABSENT
+    assert Record.from_dict(old).to_dict() == old
+    unknown = typed_search(
+        search_cost=SearchCost(
+            wall_seconds=1.0,
+            device="cpu",
+            device_hours=0.0,
+            queries=1,
+            method_overhead_seconds=None,
+            charged_cost=None,
+        )
+    )
+    cost = unknown.to_dict()["search_cost"]
+    assert cost["method_overhead_seconds"] is None and cost["charged_cost"] is None
+    assert Record.from_dict(unknown.to_dict()) == unknown
+    with pytest.raises(InvalidRecord, match="'search_cost.charged_cost'"):
+        validate({**old, "search_cost": {**old["search_cost"], "charged_cost": -1.0}})
+
+
+def test_method_extra_holds_json_values_only():
+    record = typed_search(method_extra={"population": ("a", "b"), "path": Path("/x")})
+    assert record.method_extra == {"population": ["a", "b"], "path": "/x"}
+
+
+def test_to_dict_is_a_copy():
+    record = typed_search()
+    data = record.to_dict()
+    data["history"][0]["score"] = -1.0
+    data["config"]["budget"] = 0
+    assert record.history[0]["score"] == 50.0 and record.config["budget"] == 10
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d.pop("seed"), "record field 'seed' is missing"),
+        (lambda d: d.pop("duplicates"), "record field 'duplicates' is missing"),  # search records carry it
+        (lambda d: d["search_cost"].pop("queries"), "record field 'search_cost.queries' is missing"),
+        (lambda d: d.update(seed="3"), "record field 'seed' must be integer, got str"),
+        (lambda d: d["search_cost"].update(queries="many"), "'search_cost.queries' must be integer"),
+        (lambda d: d["metrics"].update(val="high"), "'metrics.val' must be ['number', 'null'], got str"),
+        (lambda d: d.update(history={"0": {}}), "'history' must be array, got dict"),
+        (lambda d: d.update(seeds=[0]), "'seeds' was unexpected"),
+    ],
+)
+def test_an_invalid_record_is_refused_with_one_line_naming_the_field(mutate, field):
+    data = typed_search().to_dict()
+    mutate(data)
+    with pytest.raises(InvalidRecord) as info:
+        Record.from_dict(data)
+    assert field in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_file_that_breaks_the_schema_names_the_file_and_the_field(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**minimal_record(), "seed": "three"}))
+    with pytest.raises(DataError, match=r"r\.json does not match the record schema: record field 'seed'"):
+        records.load_record(path)
+
+
+def test_write_record_takes_the_typed_record(tmp_path):
+    record = typed_search()
+    path = records.write_record(record, tmp_path / "r.json")
+    assert path.read_text() == records.dumps(record.to_dict())
+    assert records.load_record(path) == record
+    with pytest.raises(InvalidRecord, match="'seed'"):
+        records.write_record(typed_search(seed=-1), tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
+
+
+def committed_records():
+    paths = sorted(RUNS.rglob("*.json"))
+    assert len(paths) > 100, f"expected the committed records under {RUNS}"
+    return [(path, json.loads(path.read_text())) for path in paths]
+
+
+def test_every_committed_record_round_trips_through_the_typed_record():
+    """`to_dict(from_dict(d)) == d` byte for byte in JSON, and `from_dict(to_dict(r)) == r`, for every
+    record under results/runs: old layouts (no tag, no method_extra) read and write back unchanged.
+    Each record's head is schema-checked with its history cut to three queries (the full check of
+    every history takes ~40 s: `test_every_committed_record_validates`, marked slow)."""
+    broken = []
+    for path, data in committed_records():
+        record = Record.from_dict(data, check=False)
+        if record.to_dict() != data or Record.from_dict(record.to_dict(), check=False) != record:
+            broken.append(path)
+            continue
+        try:
+            validate({**data, "history": data["history"][:3]})
+        except InvalidRecord as err:
+            broken.append(f"{path}: {err}")
+    assert broken == []
+
+
+@pytest.mark.slow
+def test_every_committed_record_validates():
+    assert [p for p, _ in records.iter_loaded(RUNS.parent)]

@@ -20,6 +20,9 @@ def test_offline_search_run_writes_history_and_summary(tmp_path, monkeypatch, to
         )
     )
     folder = log_record(record, "offline", tmp_path / "wandb")
+    import wandb
+
+    wandb.teardown()  # the service flushes its run files when it stops (at exit in a real command)
     assert folder is not None and folder.name.startswith("offline-run-")
     (run_file,) = folder.glob("run-*.wandb")  # the offline transaction log `wandb sync` uploads
     data = run_file.read_bytes()

@@ -16,6 +16,7 @@ from nasrepro.harness.quiet import quiet_lightning
 from nasrepro.harness.recipe import with_overrides
 from nasrepro.paths import data_dir as resolve_data_dir
 from nasrepro.tracking import records
+from nasrepro.tracking.record import Metrics, Record, SearchCost
 from nasrepro.tracking.wandb_log import check_mode, lightning_logger
 
 
@@ -86,40 +87,36 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
     if logger:
         logger.experiment.summary.update({"final/val": result["val"], "final/test": result["test"]})
         logger.experiment.finish()
-    cost = search_cost(wall, compute_device(task))
-    cost.update(queries=1, evaluation_seconds=wall, cost_model="our own training wall time")
-    record = {
-        "schema_version": 1,
-        "kind": "evaluate",
-        "method": label,
-        "tag": req.tag,
-        "task": req.task,
-        "space": space_info,
-        "seed": req.seed,
-        "preset": req.preset,
-        "scale": scale_label(task, req.preset),
-        "budget": None,
-        "reward": "val",
-        "direction": task.metric.direction,
-        "metric": task.metric.name,
-        "best_arch": req.arch if reference is not None else str(arch),
-        "metrics": {
-            "val": result["val"],
-            "test": result["test"],
-            **hw,
-            "train_seconds": result["train_seconds"],
-        },
-        "search_cost": cost,
-        "history": [],
-        "config": {**req.to_config(), "preset": preset.to_dict()},
-        "versions": records.versions(),
-        "machine": machine_info(),
-        "git_commit": records.git_commit(),
-        "created": records.now(),
-    }
+    record = Record(
+        kind="evaluate",
+        method=label,
+        tag=req.tag,
+        task=req.task,
+        space=space_info,
+        seed=req.seed,
+        preset=req.preset,
+        scale=scale_label(task, req.preset),
+        budget=None,
+        reward="val",
+        direction=task.metric.direction,
+        metric=task.metric.name,
+        best_arch=req.arch if reference is not None else str(arch),
+        metrics=Metrics.from_dict(
+            {"val": result["val"], "test": result["test"], **hw, "train_seconds": result["train_seconds"]}
+        ),
+        search_cost=SearchCost(
+            **search_cost(wall, compute_device(task)),
+            queries=1,
+            evaluation_seconds=wall,
+            cost_model="our own training wall time",
+        ),
+        history=[],
+        config={**req.to_config(), "preset": preset.to_dict()},
+        machine=machine_info(),
+    )
     path = evaluate_record_path(req, label)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP every rank holds the same result; one writes it
         records.write_record(record, path)
-    return record, path
+    return record.to_dict(), path

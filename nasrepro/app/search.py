@@ -8,7 +8,6 @@ its report.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from nasrepro.harness.quiet import quiet_lightning
 from nasrepro.harness.run import Run, TrainerFactory
 from nasrepro.harness.task import Task
 from nasrepro.tracking import records
+from nasrepro.tracking.record import Metrics, Record, SearchCost
 from nasrepro.tracking.wandb_log import check_mode, log_record
 
 SCALE = {"smoke": "smoke test (not a result)", "cpu": "cpu-scale", "paper": "paper setting"}
@@ -141,8 +141,9 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     record = search_record(req, resolved, evaluator, result, wall)
     records.write_record(record, path)
     checkpoint.remove()
-    log_record(record, req.wandb, req.out / "wandb")
-    return record, path
+    data = record.to_dict()
+    log_record(data, req.wandb, req.out / "wandb")
+    return data, path
 
 
 def _interrupted(checkpoint: SearchCheckpoint) -> UsageError:
@@ -152,9 +153,18 @@ def _interrupted(checkpoint: SearchCheckpoint) -> UsageError:
     )
 
 
+def method_overhead(result: SearchResult, evaluator: Evaluator, wall: float) -> float:
+    """The method's own compute outside evaluations: what it reports (e.g. a supernet fit), else
+    the search's wall time less the time spent answering its queries (controller updates, GP fits,
+    sampling), so every record separates the two (issue 16, search cost)."""
+    if result.overhead_seconds is not None:
+        return round(result.overhead_seconds, 6)
+    return round(max(0.0, wall - sum(q.wall_seconds for q in evaluator.history)), 6)
+
+
 def search_record(
     req: SearchRequest, resolved: Resolved, evaluator: Evaluator, result: SearchResult, wall: float
-) -> dict[str, Any]:
+) -> Record:
     """The run's record, from the evaluator's history and cost plus the method's report."""
     from nasrepro.harness.metrics import machine_info, search_cost
 
@@ -163,40 +173,35 @@ def search_record(
     metrics: dict[str, Any] = {"val": best.val, "test": best.test, **best.metrics}
     if req.measure and task.kind == "train":
         metrics.update(hardware_metrics(task, space.to_model(space.parse(best.arch), task)))
-    cost = search_cost(wall, compute_device(task))
-    cost.update(
-        queries=evaluator.n_queries, evaluation_seconds=evaluator.total_cost, cost_model=evaluator.cost_model
-    )
-    if result.overhead_seconds is not None:
-        cost["method_overhead_seconds"] = round(result.overhead_seconds, 6)
-    return {
-        "schema_version": 1,
-        "kind": "search",
-        "method": req.method,
-        "tag": req.tag,
-        "task": req.task,
-        "space": space.describe(),
-        "seed": req.seed,
-        "preset": req.preset,
-        "scale": scale_label(task, req.preset),
-        "budget": resolved.budget,
-        "reward": req.reward,
-        "direction": task.metric.direction,
-        "metric": task.metric.name,
-        "best_arch": result.best_arch,
-        "metrics": metrics,
-        "search_cost": cost,
-        "history": [q.to_dict() for q in evaluator.history],
-        "duplicates": evaluator.duplicates,
-        # what the method reports besides the history: incumbent trajectories, populations, alphas
-        "method_extra": json.loads(json.dumps(result.extra, default=str)),
-        "config": {
+    return Record(
+        kind="search",
+        method=req.method,
+        tag=req.tag,
+        task=req.task,
+        space=space.describe(),
+        seed=req.seed,
+        preset=req.preset,
+        scale=scale_label(task, req.preset),
+        budget=resolved.budget,
+        reward=req.reward,
+        direction=task.metric.direction,
+        metric=task.metric.name,
+        best_arch=result.best_arch,
+        metrics=Metrics.from_dict(metrics),
+        search_cost=SearchCost(
+            **search_cost(wall, compute_device(task)),
+            queries=evaluator.n_queries,
+            evaluation_seconds=evaluator.total_cost,
+            cost_model=evaluator.cost_model,
+            method_overhead_seconds=method_overhead(result, evaluator, wall),
+        ),
+        history=[q.to_dict() for q in evaluator.history],
+        duplicates=evaluator.duplicates,
+        method_extra=result.extra,
+        config={
             **req.to_config(),
             "method_config": resolved.method.config.to_dict(),
             "preset": task.preset(req.preset).to_dict(),
         },
-        "versions": records.versions(),
-        "machine": machine_info(),
-        "git_commit": records.git_commit(),
-        "created": records.now(),
-    }
+        machine=machine_info(),
+    )

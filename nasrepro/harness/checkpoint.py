@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nasrepro.atomic import atomic_write_text
 from nasrepro.errors import DataError, UsageError
 from nasrepro.harness.evaluator import Evaluator, Query
-from nasrepro.tracking.records import atomic_write_text
 
 FORMAT = 1
 

@@ -33,10 +33,10 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader
 
+from nasrepro.atomic import atomic_write
 from nasrepro.errors import UsageError
 from nasrepro.harness.recipe import Preset
 from nasrepro.harness.task import Task
-from nasrepro.tracking.records import atomic_write
 
 if TYPE_CHECKING:
     import lightning as L

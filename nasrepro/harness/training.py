@@ -60,8 +60,9 @@ def trainer_for(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        # Validation is run once, after training (the protocol reports the final model).
-        check_val_every_n_epoch=None if recipe.epochs == 0 else max(recipe.epochs, 1),
+        # Never validate inside `fit`: the protocol scores the final model, which `fit_and_evaluate`
+        # validates once after training (validating at the last epoch as well repeated that pass).
+        check_val_every_n_epoch=recipe.epochs + 1,
         deterministic=deterministic,
         default_root_dir=str(default_root_dir) if default_root_dir else None,
     )

@@ -1,29 +1,20 @@
-"""NAS methods by name: the baselines and one subpackage per paper, each registered on import."""
+"""NAS methods by name: the baselines and one subpackage per paper, each registered on import.
+
+The registry (`METHODS`, defined in `harness` so that the contract owns it) discovers every
+subpackage here and every ``nasrepro.methods`` entry point on first lookup; a new paper's package
+registers itself and needs no line in this file.
+"""
 
 from __future__ import annotations
 
-import importlib
-
 from nasrepro.harness.method import METHODS, Method
 
-#: subpackages that register methods; a paper's package joins this list when it lands
-_MODULES = ("baselines", "proxylessnas", "agnn")
-_loaded = False
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in _MODULES:
-            importlib.import_module(f"nasrepro.methods.{module}")
+METHODS.discover_from(package=__name__, group="nasrepro.methods")
 
 
 def get_method(name: str) -> type[Method]:
-    _load()
     return METHODS.get(name)
 
 
 def method_names() -> list[str]:
-    _load()
     return METHODS.names()

@@ -1,4 +1,8 @@
-"""Search spaces shared by several methods, by name. Each module registers its spaces here."""
+"""Search spaces shared by several methods, by name. Each module registers its spaces here.
+
+`SPACES` discovers this package's modules and the ``nasrepro.spaces`` entry points on first lookup
+(`nasrepro.registry`); `get_space("nasbench-graph")` imports only `spaces.nasbench_graph`.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,13 @@ from collections.abc import Callable
 from nasrepro.harness.space import Space
 from nasrepro.registry import Registry
 
-SPACES: Registry[Callable[..., Space]] = Registry("space")
-_loaded = False
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-
-    for module in ("nasbench_graph", "nasbench201", "graphnas"):
-        importlib.import_module(f"nasrepro.spaces.{module}")
+SPACES: Registry[Callable[..., Space]] = Registry("space", package=__name__, group="nasrepro.spaces")
 
 
 def get_space(name: str, **kwargs) -> Space:
     """A new instance of the space registered as `name`."""
-    _load()
     return SPACES.get(name)(**kwargs)
 
 
 def space_names() -> list[str]:
-    _load()
     return SPACES.names()

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ import torch
 from torch import nn
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.space import Space
+from nasrepro.harness.space import Field, Space
 from nasrepro.spaces import SPACES
 
 if TYPE_CHECKING:
@@ -450,6 +451,41 @@ class NB201Space(Space):
 
     def size(self) -> int:
         return SPACE_SIZE
+
+    # --- the categorical view (controllers, predictors) -------------------------------------------
+
+    def fields(self) -> tuple[Field, ...]:
+        """One field per edge (``edge<source><target>``, in `EDGES` order), choosing among the 5 ops.
+
+        Fields are grouped by the node they feed (``node1``..``node3``, NB201 Sec. 2.1: node ``j``
+        sums its inputs), which is how NB201's string groups them. For AGNN's conservative explorer
+        (Zhou et al. 2019, Sec. 4) one action class is then one node's inputs: finer than re-drawing
+        the whole cell, coarser than a single-edge mutation.
+        """
+        return tuple(Field(f"edge{source}{target}", OP_NAMES, f"node{target}") for source, target in EDGES)
+
+    def encode(self, arch: NB201Arch | str) -> tuple[int, ...]:
+        """The op codes of `arch`'s edges as given (not canonicalised), so `decode` returns `arch`."""
+        return as_arch(arch).codes
+
+    def decode(self, indices: Sequence[int]) -> NB201Arch:
+        """The cell with these op codes, one per edge in `EDGES` order; `UsageError` if there are
+        not 6 of them or one is not an integer in 0..4. Not canonicalised (the evaluator's key is)."""
+        if len(indices) != len(EDGES):
+            raise UsageError(f"a NAS-Bench-201 encoding has {len(EDGES)} op indices, got {len(indices)}")
+        codes = []
+        for (source, target), index in zip(EDGES, indices, strict=True):
+            try:
+                code = operator.index(index)
+            except TypeError:
+                code = -1
+            if not 0 <= code < len(OP_NAMES):
+                raise UsageError(
+                    f"op index {index!r} of edge {source}->{target} is not an integer in "
+                    f"0..{len(OP_NAMES) - 1} ({', '.join(OP_NAMES)})"
+                )
+            codes.append(code)
+        return NB201Arch.from_codes(codes)
 
     def to_model(self, arch: NB201Arch | str, task: Task) -> nn.Module:
         """NB201's evaluation network for `arch` with `task.num_classes` outputs (10 if unset)."""

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from nasrepro import __version__
+from nasrepro.atomic import atomic_write
 from nasrepro.errors import DataError, UsageError
 from nasrepro.harness.space import Arch
 from nasrepro.harness.table import Table, TableEntry, TableTask
@@ -56,7 +57,6 @@ from nasrepro.paths import data_dir as resolve_data_dir
 from nasrepro.spaces.nasbench201 import SPACE_SIZE, NB201Arch, all_arch_strings
 from nasrepro.tasks import TASKS
 from nasrepro.tasks.datafiles import ExpectedFile, require, sha256, status
-from nasrepro.tracking.records import atomic_write
 
 FORMAT = "nasrepro-nb201"
 FORMAT_VERSION = 1

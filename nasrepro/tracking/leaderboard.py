@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
-from nasrepro.tracking.records import atomic_write_text, iter_records
+from nasrepro.atomic import atomic_write_text
+from nasrepro.tracking.record import Record
+from nasrepro.tracking.records import iter_loaded
 
 METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
 GroupKey = tuple[str, str, str, int | None, str]  # task, method, preset, budget, reward
@@ -32,15 +34,15 @@ class Row:
     preset: str
     budget: int | None
     reward: str
-    records: list[dict[str, Any]]
+    records: list[Record]
 
     @property
     def tests(self) -> list[float]:
-        return [r["metrics"]["test"] for r in self.records if r["metrics"].get("test") is not None]
+        return [r.metrics.test for r in self.records if r.metrics.test is not None]
 
     @property
     def direction(self) -> str:
-        return self.records[0].get("direction", "max")
+        return self.records[0].direction
 
 
 def paper_numbers(methods_dir: Path = METHODS_DIR) -> dict[tuple[str, str], dict[str, Any]]:
@@ -55,31 +57,26 @@ def paper_numbers(methods_dir: Path = METHODS_DIR) -> dict[tuple[str, str], dict
     return out
 
 
-def group(records: Iterable[dict[str, Any]]) -> dict[str, list[Row]]:
-    groups: dict[GroupKey, list[dict[str, Any]]] = defaultdict(list)
+def group(records: Iterable[Record]) -> dict[str, list[Row]]:
+    groups: dict[GroupKey, list[Record]] = defaultdict(list)
     for record in records:
-        if (
-            record["kind"] == "evaluate"
-            and record["space"].get("name") != "reference"
-            and not record.get("tag")
-        ):
+        if record.kind == "evaluate" and record.space.get("name") != "reference" and not record.tag:
             continue  # untagged trained searched architectures are diagnostics (e.g. table agreement)
-        if record["kind"] != "search":
-            name = record.get("tag") or record["method"]
-            key = (record["task"], f"{name} (trained)", record["preset"], None, "val")
+        if record.kind != "search":
+            name = record.tag or record.method
+            key = (record.task, f"{name} (trained)", record.preset, None, "val")
         else:
-            tag = record.get("tag", "")
             key = (
-                record["task"],
-                f"{record['method']} [{tag}]" if tag else record["method"],
-                record["preset"],
-                record.get("budget"),
-                record.get("reward", "val"),
+                record.task,
+                f"{record.method} [{record.tag}]" if record.tag else record.method,
+                record.preset,
+                record.budget,
+                record.reward,
             )
         groups[key].append(record)
     by_task: dict[str, list[Row]] = defaultdict(list)
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3] or 0, k[4])):
-        recs = sorted(groups[key], key=lambda r: r["seed"])
+        recs = sorted(groups[key], key=lambda r: r.seed)
         by_task[key[0]].append(Row(*key, records=recs))
     return dict(sorted(by_task.items()))
 
@@ -102,8 +99,8 @@ def _relative_improvement(row: Row, rows: list[Row]) -> str:
 
 
 def _cost(row: Row) -> str:
-    walls = [r["search_cost"]["wall_seconds"] for r in row.records]
-    queries = [r["search_cost"]["queries"] for r in row.records]
+    walls = [r.search_cost.wall_seconds for r in row.records]
+    queries = [r.search_cost.queries for r in row.records]
     return f"{statistics.mean(queries):.0f} q, {statistics.mean(walls):.1f} s"
 
 
@@ -119,8 +116,8 @@ def _paper(row: Row, papers: dict[tuple[str, str], dict[str, Any]]) -> tuple[str
 
 
 def _machines(rows: list[Row]) -> str:
-    cpus = sorted({r.get("machine", {}).get("cpu_model", "?") for row in rows for r in row.records})
-    commits = sorted({r.get("git_commit", "?")[:12] for row in rows for r in row.records})
+    cpus = sorted({r.machine.get("cpu_model", "?") for row in rows for r in row.records})
+    commits = sorted({r.git_commit[:12] for row in rows for r in row.records})
     return f"machines: {', '.join(cpus)}; commits: {', '.join(commits)}"
 
 
@@ -135,7 +132,7 @@ def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str],
         "`scale` says what a row may be compared with: cpu-scale rows are not the paper setting.\n"
     )
     for task, rows in by_task.items():
-        metric = rows[0].records[0].get("metric", "metric")
+        metric = rows[0].records[0].metric
         direction = "higher" if rows[0].direction == "max" else "lower"
         out.write(f"\n## {task}\n\nTest {metric} ({direction} is better). {_machines(rows)}.\n\n")
         out.write(
@@ -144,13 +141,13 @@ def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str],
         out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
         for row in rows:
             paper, delta = _paper(row, papers)
-            scale = row.records[0].get("scale", row.preset)
+            scale = row.records[0].scale
             out.write(
                 f"| {row.method} | {row.preset} | {scale} | {row.budget or '—'} | {row.reward} | "
                 f"{len(row.records)} | {_mean_std(row.tests)} | {_relative_improvement(row, rows)} | "
                 f"{_cost(row)} | {paper} | {delta} |\n"
             )
-        if any(len(r.records[0]["history"]) > 1 for r in rows):
+        if any(len(r.records[0].history) > 1 for r in rows):
             out.write(f"\n![best so far]({_figure_names(task)[0]})\n")
     return out.getvalue()
 
@@ -160,11 +157,11 @@ def _figure_names(task: str) -> tuple[str, str]:
     return f"figures/{slug}_best_so_far.png", f"figures/{slug}_accuracy_vs_cost.png"
 
 
-def _incumbent_curves(record: dict[str, Any]) -> tuple[list[float], list[float]]:
+def _incumbent_curves(record: Record) -> tuple[list[float], list[float]]:
     """Best reward so far and the test metric of that incumbent, after each query."""
-    sign = 1.0 if record.get("direction", "max") == "max" else -1.0
+    sign = 1.0 if record.direction == "max" else -1.0
     best_score, best_test, scores, tests = -math.inf, math.nan, [], []
-    for q in record["history"]:
+    for q in record.history:
         if q["score"] is not None and sign * q["score"] > best_score:
             best_score, best_test = sign * q["score"], q["test"] if q["test"] is not None else math.nan
         scores.append(sign * best_score if best_score > -math.inf else math.nan)
@@ -180,13 +177,13 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
     import numpy as np
 
     written = []
-    metric = rows[0].records[0].get("metric", "metric")
+    metric = rows[0].records[0].metric
     best_path, scatter_path = (results_dir / name for name in _figure_names(task))
     best_path.parent.mkdir(parents=True, exist_ok=True)
-    if any(len(r.records[0]["history"]) > 1 for r in rows):
+    if any(len(r.records[0].history) > 1 for r in rows):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
         for row in rows:
-            if not row.records[0]["history"]:
+            if not row.records[0].history:
                 continue
             curves = [_incumbent_curves(r) for r in row.records]
             length = min(len(c[0]) for c in curves)
@@ -216,10 +213,10 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
         written.append(best_path)
 
     points = [
-        (r["metrics"].get("params", r["metrics"].get("params_m")), r["metrics"]["test"], row.method)
+        (r.metrics.extra.get("params", r.metrics.extra.get("params_m")), r.metrics.test, row.method)
         for row in rows
         for r in row.records
-        if r["metrics"].get("test") is not None
+        if r.metrics.test is not None
     ]
     points = [p for p in points if p[0] is not None]
     if points:
@@ -228,7 +225,7 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
             xs = [p[0] for p in points if p[2] == method]
             ys = [p[1] for p in points if p[2] == method]
             ax.scatter(xs, ys, label=method, s=14, alpha=0.7)
-        unit = "params (millions)" if "params_m" in rows[0].records[0]["metrics"] else "params"
+        unit = "params (millions)" if "params_m" in rows[0].records[0].metrics.extra else "params"
         ax.set_xlabel(unit)
         ax.set_ylabel(f"test {metric}")
         ax.set_title(f"{task}: accuracy vs cost (one point per run)")
@@ -249,7 +246,7 @@ def build(results_dir: Path) -> list[Path]:
         raise UsageError(
             f"no records under {results_dir / 'runs'}; run `nasrepro search --out {results_dir}` first"
         )
-    by_task = group(record for _, record in iter_records(results_dir))
+    by_task = group(record for _, record in iter_loaded(results_dir))
     papers = paper_numbers()
     written = []
     for task, rows in by_task.items():

@@ -1,29 +1,46 @@
-"""Run records: one JSON file per run, validated against `record.schema.json`, written atomically.
+"""Run records on disk: one JSON file per run, validated against `record.schema.json`, written atomically.
 
 A record is the unit of evidence: every number on the leaderboard is read back from one, and it
-says how it was made (preset, seed, machine, versions, commit) so it can be rerun and cited.
+says how it was made (preset, seed, machine, versions, commit) so it can be rerun and cited. Its
+fields are the typed `Record` (`nasrepro.tracking.record`); this module names, writes and reads
+the files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import platform
-import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from functools import cache
-from importlib import metadata
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
+from nasrepro.atomic import atomic_write, atomic_write_text
 from nasrepro.errors import DataError
+from nasrepro.tracking.provenance import PACKAGES, git_commit, now, versions
+from nasrepro.tracking.record import SCHEMA_PATH, InvalidRecord, Record, schema, validate
 
-SCHEMA_PATH = Path(__file__).with_name("record.schema.json")
+# Re-exported for the orchestration and harness modules that still import them from here
+# (`atomic_write*` now live in `nasrepro.atomic`, provenance in `nasrepro.tracking.provenance`).
+__all__ = [
+    "PACKAGES",
+    "SCHEMA_PATH",
+    "VOLATILE_KEYS",
+    "atomic_write",
+    "atomic_write_text",
+    "dumps",
+    "git_commit",
+    "iter_loaded",
+    "iter_records",
+    "load_record",
+    "now",
+    "read_record",
+    "record_path",
+    "schema",
+    "strip_volatile",
+    "validate",
+    "versions",
+    "write_record",
+]
+
 #: Fields that legitimately differ between two runs of the same seed (timing and provenance).
 VOLATILE_KEYS = frozenset(
     {
@@ -42,94 +59,12 @@ VOLATILE_KEYS = frozenset(
         "versions",
     }
 )
-PACKAGES = (
-    "nasrepro",
-    "torch",
-    "torchvision",
-    "lightning",
-    "torch_geometric",
-    "numpy",
-    "nas-bench-graph",
-    "wandb",
-)
-
-
-@cache
-def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
-
-
-def validate(record: dict[str, Any]) -> None:
-    """Raise `jsonschema.ValidationError` if `record` breaks the schema."""
-    jsonschema.validate(record, schema())
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[name] = metadata.version(name)
-    return out
-
-
-def git_commit(repo: Path | None = None) -> str:
-    """The commit the code ran from, with `+dirty` if the tree had local changes ("unknown" outside git)."""
-    repo = repo or Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return sha + ("+dirty" if dirty else "")
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Have `write(tmp)` fill a temporary file, then rename it over `path`: readers see the old file
-    or the new one, never a part.
-
-    The temporary file sits in the same folder (rename is atomic on POSIX there), is flushed to disk
-    before the rename, and is removed if anything fails, so the previous file survives. It gets the
-    ordinary permissions of a new file (mkstemp would make it 0600).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically (see `atomic_write`)."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 _HISTORY = "__nasrepro_history__"
 
 
-def dumps(record: dict[str, Any]) -> str:
+def dumps(record: Mapping[str, Any]) -> str:
     """Indented JSON with one line per history entry: readable, diffable, and a 500-query record
     stays around 80 kB instead of three times that."""
     head = json.dumps({**record, "history": _HISTORY}, indent=1, sort_keys=True, allow_nan=False)
@@ -141,10 +76,12 @@ def dumps(record: dict[str, Any]) -> str:
     return head.replace(json.dumps(_HISTORY), body, 1) + "\n"
 
 
-def write_record(record: dict[str, Any], path: Path) -> Path:
-    """Validate and atomically write one record."""
-    validate(record)
-    atomic_write_text(path, dumps(record))
+def write_record(record: Record | Mapping[str, Any], path: Path) -> Path:
+    """Validate and atomically write one record (a `Record` or its dict form); a record that breaks
+    the schema raises `InvalidRecord` and leaves `path` untouched."""
+    data = record.to_dict() if isinstance(record, Record) else record
+    validate(data)
+    atomic_write_text(path, dumps(data))
     return path
 
 
@@ -166,7 +103,7 @@ def record_path(
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """Load and validate one record; a broken file is one clear `DataError`."""
+    """Load and validate one record's JSON; a broken file is one clear `DataError` naming the field."""
     try:
         record = json.loads(path.read_text())
         validate(record)
@@ -174,15 +111,26 @@ def read_record(path: Path) -> dict[str, Any]:
         raise DataError(
             f"record {path} is unreadable or not JSON ({err}); delete it and rerun that seed"
         ) from None
-    except jsonschema.ValidationError as err:
-        raise DataError(f"record {path} does not match the record schema: {err.message}") from None
+    except InvalidRecord as err:
+        raise DataError(f"record {path} does not match the record schema: {err}") from None
     return record
+
+
+def load_record(path: Path) -> Record:
+    """`read_record` as the typed `Record` (validated once)."""
+    return Record.from_dict(read_record(path), check=False)
 
 
 def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Every record under `results_dir/runs`, in sorted path order (for reproducible outputs)."""
     for path in sorted((results_dir / "runs").rglob("*.json")):
         yield path, read_record(path)
+
+
+def iter_loaded(results_dir: Path) -> Iterator[tuple[Path, Record]]:
+    """`iter_records` as typed `Record`s (what the leaderboard reads)."""
+    for path, data in iter_records(results_dir):
+        yield path, Record.from_dict(data, check=False)
 
 
 def strip_volatile(value: Any) -> Any:

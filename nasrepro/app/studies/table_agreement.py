@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from nasrepro.tracking.records import atomic_write_text, iter_records
+from nasrepro.atomic import atomic_write_text
+from nasrepro.tracking.records import iter_records
 
 
 def spread_archs(table_task: Any, n: int) -> list[str]:

@@ -37,8 +37,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from nasrepro.atomic import atomic_write
 from nasrepro.errors import UsageError
-from nasrepro.tracking.records import atomic_write
 
 _LAYER = re.compile(r"^(layers\.\d+)\.")
 

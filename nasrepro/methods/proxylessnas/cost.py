@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.benchmark import Timer
 
+from nasrepro.atomic import atomic_write_text
 from nasrepro.errors import DataError, UsageError
 from nasrepro.harness.metrics import describe_device
-from nasrepro.tracking.records import atomic_write_text
 
 
 # --- expected cost -----------------------------------------------------------------------------------

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nasrepro.atomic import atomic_write_text
 from nasrepro.errors import UsageError
 from nasrepro.methods.proxylessnas.blocks import BN_EPS, BN_MOMENTUM, ZERO, candidate_op, has_shortcut
 from nasrepro.methods.proxylessnas.spaces import NetSpec, mbconv_space
 from nasrepro.methods.proxylessnas.tools import UsageParser, parse
-from nasrepro.tracking.records import atomic_write_text
 
 _OPS_ORDER = "weight_bn_act"
 

@@ -473,8 +473,9 @@ def run_lut_check(
     into ``out_dir/proxylessnas_lut_check_<device type>.json`` (one entry per space, other spaces' entries
     kept) and the matching ``.md``. The JSON carries the table itself, every architecture's predicted
     and measured latency, the error summary, machine info, git commit and the command."""
+    from nasrepro.atomic import atomic_write_text
     from nasrepro.harness.metrics import machine_info
-    from nasrepro.tracking.records import atomic_write_text, git_commit
+    from nasrepro.tracking.provenance import git_commit
 
     dev = check_device(device)
     if threads is not None:
