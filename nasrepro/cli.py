@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from nasrepro.app.measure import add_measure_parser, cmd_measure
 from nasrepro.app.requests import parse_seeds
 from nasrepro.errors import NasreproError, UsageError
 
@@ -123,6 +124,7 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subcommands(required=False, dest="command")
     sub.add_subcommand("search", _search_parser(), help="run a NAS method (the default command)")
     sub.add_subcommand("evaluate", _evaluate_parser(), help="train one architecture from scratch")
+    add_measure_parser(sub)
     sub.add_subcommand("tasks", ArgumentParser(exit_on_error=False), help="list registered tasks")
     sub.add_subcommand("methods", ArgumentParser(exit_on_error=False), help="list registered methods")
 
@@ -369,6 +371,7 @@ METHOD_TOOLS = {
 COMMANDS = {
     "search": cmd_search,
     "evaluate": cmd_evaluate,
+    "measure": cmd_measure,
     "tasks": cmd_tasks,
     "methods": cmd_methods,
     "data": cmd_data,
