@@ -270,16 +270,9 @@ class TableEvaluator(Evaluator):
 
     __slots__ = ("table",)
 
-    def __init__(
-        self,
-        task: Task,
-        space: Space,
-        budget: int | None = None,
-        reward: Reward = "val",
-        *,
-        listeners: Sequence[Listener] = (),
-    ) -> None:
-        super().__init__(task, space, budget, reward, listeners=listeners)
+    def __init__(self, task: Task, space: Space, *args: Any, **kwargs: Any) -> None:
+        """As `Evaluator`; the table is the task's (loaded once by the task, shared by searches)."""
+        super().__init__(task, space, *args, **kwargs)
         self.table = task.table()  # type: ignore[attr-defined]
 
     @property
