@@ -342,3 +342,46 @@ def test_every_committed_record_round_trips_through_the_typed_record():
 @pytest.mark.slow
 def test_every_committed_record_validates():
     assert [p for p, _ in records.iter_loaded(RUNS.parent)]
+
+
+def test_fast_write_validation_decides_like_the_full_schema():
+    """The runner validates a written record's history through a few representatives; for every
+    single broken entry, anywhere in a long history, the verdict equals the full schema's."""
+    import copy
+
+    from nasrepro.tracking.record import HISTORY_KEYWORDS, validate, validate_fast
+
+    items = records.schema()["properties"]["history"]["items"]
+    used = set(items) | {k for spec in items["properties"].values() for k in spec}
+    assert used <= HISTORY_KEYWORDS, f"new schema keywords {used - HISTORY_KEYWORDS}: revisit validate_fast"
+    good = minimal_record()
+    good["history"] = [
+        {
+            "index": i,
+            "arch": f"a{i}",
+            "score": 1.0,
+            "val": 1.0,
+            "test": 1.0,
+            "cost_seconds": 0.5,
+            "cumulative_cost": 0.5 * (i + 1),
+            "wall_seconds": 0.1,
+            "status": "ok",
+            "reason": "",
+            "metrics": {},
+        }
+        for i in range(40)
+    ]
+    validate_fast(good)
+    breakages = [("cost_seconds", -1.0), ("status", "done"), ("score", "high"), ("index", 1.5), ("arch", 3)]
+    for position in (0, 17, 39):
+        for key, value in breakages:
+            bad = copy.deepcopy(good)
+            bad["history"][position][key] = value
+            with pytest.raises(records.InvalidRecord):
+                validate(bad)
+            with pytest.raises(records.InvalidRecord):
+                validate_fast(bad)
+        missing = copy.deepcopy(good)
+        del missing["history"][position]["cumulative_cost"]
+        with pytest.raises(records.InvalidRecord):
+            validate_fast(missing)

@@ -16,7 +16,7 @@ from typing import Any
 from nasrepro.atomic import atomic_write, atomic_write_text
 from nasrepro.errors import DataError
 from nasrepro.tracking.provenance import PACKAGES, git_commit, now, versions
-from nasrepro.tracking.record import SCHEMA_PATH, InvalidRecord, Record, schema, validate
+from nasrepro.tracking.record import SCHEMA_PATH, InvalidRecord, Record, schema, validate, validate_fast
 
 # Re-exported for the orchestration and harness modules that still import them from here
 # (`atomic_write*` now live in `nasrepro.atomic`, provenance in `nasrepro.tracking.provenance`).
@@ -80,7 +80,7 @@ def write_record(record: Record | Mapping[str, Any], path: Path) -> Path:
     """Validate and atomically write one record (a `Record` or its dict form); a record that breaks
     the schema raises `InvalidRecord` and leaves `path` untouched."""
     data = record.to_dict() if isinstance(record, Record) else record
-    validate(data)
+    validate_fast(data)
     atomic_write_text(path, dumps(data))
     return path
 
