@@ -71,7 +71,10 @@ def _search_parser() -> ArgumentParser:
         help="where evaluations run: local (in this process) or ray (--workers at once)",
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="evaluations in flight at once within one search (any executor)"
+        "--workers",
+        type=int,
+        default=1,
+        help="evaluations in flight at once within one search (any executor)",
     )
     p.add_argument(
         "--parallel-seeds",

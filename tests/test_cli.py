@@ -160,7 +160,11 @@ def test_evaluate_gcn_writes_a_valid_record(data_root, tmp_path, capsys):
     assert code == 0, err
     (path,) = (tmp_path / "runs" / "cora").rglob("*.json")
     record = read_record(path)
-    assert record["kind"] == "evaluate" and record["best_arch"] == "gcn" and record["metrics"]["test"] > 2 * 100 / 7
+    assert (
+        record["kind"] == "evaluate"
+        and record["best_arch"] == "gcn"
+        and record["metrics"]["test"] > 2 * 100 / 7
+    )
     assert record["metrics"]["params"] == 23063 and record["metrics"]["flops"] > 0
     assert record["scale"] == "smoke test (not a result)"
 

@@ -1,6 +1,5 @@
 """Resumption rules of the runner (the SIGKILL-and-resume test of every method is in test_conformance.py)."""
 
-
 import pytest
 
 from nasrepro.errors import UsageError

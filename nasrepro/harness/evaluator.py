@@ -345,7 +345,12 @@ class TrainEvaluator(Evaluator):
             if key not in self._cache and key not in new and len(new) < self.remaining:
                 new[key] = self.space.canonical(arch)
         job = partial(
-            train_evaluation, self.task, self.space, preset=self.preset, seed=self.seed, data_dir=self.data_dir
+            train_evaluation,
+            self.task,
+            self.space,
+            preset=self.preset,
+            seed=self.seed,
+            data_dir=self.data_dir,
         )
         start = time.perf_counter()
         results = dict(

@@ -139,6 +139,8 @@ def run_of(
         preset=preset,
         preset_name=preset_name,
         data_dir=data_dir if data_dir is not None else default_data_dir(None),
-        artifacts_dir=artifacts_dir if artifacts_dir is not None else Path(tempfile.mkdtemp(prefix="nasrepro-")),
+        artifacts_dir=artifacts_dir
+        if artifacts_dir is not None
+        else Path(tempfile.mkdtemp(prefix="nasrepro-")),
         **fields,
     )
