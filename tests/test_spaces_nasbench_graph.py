@@ -392,3 +392,24 @@ def test_categorical_view_round_trips_and_rejects_bad_indices():
         space.decode((0, 0, 0, 0, 0, 0, 0, 9))
     with pytest.raises(UsageError):
         space.decode((0, 0, 0, 0) + (OPS.index("skip"),) * 4)  # all-skip is not learnable
+
+
+@pytest.mark.parametrize("proteins", [False, True], ids=["standard", "proteins"])
+def test_the_cached_enumeration_equals_a_fresh_one(proteins, tmp_path, monkeypatch):
+    """The canonical index is read from the derived-files cache; what it reads back must be what
+    enumerating gives, and a corrupt cache file is recomputed, not trusted."""
+    from nasrepro.spaces import nasbench_graph as nbg
+
+    monkeypatch.setenv("NASREPRO_CACHE", str(tmp_path))
+    fresh = nbg.enumerate_canonical(proteins)
+    nbg.all_archs.cache_clear()
+    try:
+        assert nbg.all_archs(proteins) == fresh  # computed, then written
+        (written,) = tmp_path.rglob("canonical-*.json")
+        nbg.all_archs.cache_clear()
+        assert nbg.all_archs(proteins) == fresh  # read back
+        written.write_text("[[1, 2], [")
+        nbg.all_archs.cache_clear()
+        assert nbg.all_archs(proteins) == fresh  # corrupt: recomputed
+    finally:
+        nbg.all_archs.cache_clear()

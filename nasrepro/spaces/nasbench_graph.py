@@ -20,10 +20,13 @@ architectures remain (2,021 with the five proteins operations), exactly the keys
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -185,9 +188,8 @@ def bench_hash(arch: GraphArch) -> int:
 # --- enumeration and the inverse map -------------------------------------------------------------
 
 
-@functools.cache
-def all_archs(proteins: bool = False) -> tuple[GraphArch, ...]:
-    """Every canonical architecture once, in hash order (26,206; 2,021 with the proteins ops)."""
+def enumerate_canonical(proteins: bool = False) -> tuple[GraphArch, ...]:
+    """Every canonical architecture once, in hash order, computed from scratch (about 2 s)."""
     ops_list = OPS_PROTEINS if proteins else OPS
     found = []
     for links in LINK_PATTERNS:
@@ -198,6 +200,39 @@ def all_archs(proteins: bool = False) -> tuple[GraphArch, ...]:
             if canonicalise(arch) == arch:
                 found.append(arch)
     return tuple(sorted(found, key=raw_hash))
+
+
+def _index_file(proteins: bool) -> Path:
+    """Where the enumeration is cached: keyed by this module's source, so any change to the
+    canonical form (which lives here) computes it afresh."""
+    from nasrepro.paths import cache_dir
+
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return cache_dir("nasbench-graph") / f"canonical-{'proteins' if proteins else 'standard'}-{digest}.json"
+
+
+@functools.cache
+def all_archs(proteins: bool = False) -> tuple[GraphArch, ...]:
+    """Every canonical architecture once, in hash order (26,206; 2,021 with the proteins ops).
+
+    Enumerating costs about 2 s, most of a table search's start-up, so the result is kept in the
+    derived-files cache (`NASREPRO_CACHE`) and read back in milliseconds; an unreadable cache is
+    recomputed, an unwritable one only costs the time.
+    """
+    path = _index_file(proteins)
+    try:
+        rows = json.loads(path.read_text())
+        return tuple(GraphArch(tuple(links), tuple(ops)) for links, ops in rows)
+    except (OSError, ValueError, TypeError):
+        pass
+    archs = enumerate_canonical(proteins)
+    try:
+        from nasrepro.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps([[list(a.links), list(a.ops)] for a in archs]))
+    except OSError:
+        pass
+    return archs
 
 
 @functools.cache
