@@ -9,6 +9,7 @@ the number the method's paper reported (from `methods/<paper>/paper.yaml`) with 
 from __future__ import annotations
 
 import io
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -22,6 +23,7 @@ import yaml
 from nasrepro.atomic import atomic_write_text
 from nasrepro.tracking.record import Record
 from nasrepro.tracking.records import iter_loaded
+from nasrepro.tracking.stats import Verdict, verdicts
 
 METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
 GroupKey = tuple[str, str, str, int | None, str]  # task, method, preset, budget, reward
@@ -43,6 +45,41 @@ class Row:
     @property
     def direction(self) -> str:
         return self.records[0].direction
+
+    @property
+    def base_and_tag(self) -> tuple[str, str]:
+        """`agnn [graphnas]` -> ("agnn", "graphnas"); trained rows have no search behind them."""
+        name, _, tag = self.method.partition(" [")
+        return name, tag.rstrip("]")
+
+
+def versus_random(rows: list[Row]) -> list[Verdict | None]:
+    """Each search row against random search at the same budget, preset, reward and variant tag
+    (`nasrepro.tracking.stats`); None for random search itself, trained rows and small n."""
+    baselines = {
+        (r.base_and_tag[1], r.preset, r.budget, r.reward): r.tests
+        for r in rows
+        if r.base_and_tag[0] == "random" and r.budget is not None
+    }
+    pairs = []
+    for row in rows:
+        name, tag = row.base_and_tag
+        baseline = baselines.get((tag, row.preset, row.budget, row.reward))
+        skip = name in ("random", "random-sampling") or row.budget is None or baseline is None
+        pairs.append(None if skip else (row.tests, baseline))
+    return verdicts(pairs, larger_is_better=rows[0].direction == "max")
+
+
+def flags(row: Row) -> str:
+    """Method-specific facts a reader needs to trust the row, read from the records' reports."""
+    fractions = [
+        len(r.method_extra.get("jumps", [])) / max(r.search_cost.queries, 1)
+        for r in row.records
+        if isinstance(r.method_extra, dict) and "jumps" in r.method_extra
+    ]
+    if fractions and max(fractions) > 0:
+        return f"uniform jumps {100 * statistics.mean(fractions):.1f}% of queries (max {100 * max(fractions):.0f}%)"
+    return ""
 
 
 def paper_numbers(methods_dir: Path = METHODS_DIR) -> dict[tuple[str, str], dict[str, Any]]:
@@ -129,23 +166,29 @@ def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str],
         "editing it. Test metric of the incumbent selected by the reward (validation unless the row says "
         "test); mean ± std over n seeds. RI: relative improvement over random sampling (Yang et al., ICLR "
         "2020). Cost: unique queries and search wall-clock per seed on the recording machine. "
-        "`scale` says what a row may be compared with: cpu-scale rows are not the paper setting.\n"
+        "`scale` says what a row may be compared with: cpu-scale rows are not the paper setting. "
+        "vs random search: two-sided Mann-Whitney U over seeds against random search at the same "
+        "budget, preset, reward and variant, Holm-corrected within the task; A = Vargha-Delaney effect "
+        "size (probability a seed beats a random-search seed; 0.5 = none); only with >= 5 seeds a side. "
+        "Flags: facts from the method's own report (e.g. AGNN's uniform jumps, which are random search).\n"
     )
     for task, rows in by_task.items():
         metric = rows[0].records[0].metric
         direction = "higher" if rows[0].direction == "max" else "lower"
         out.write(f"\n## {task}\n\nTest {metric} ({direction} is better). {_machines(rows)}.\n\n")
         out.write(
-            "| method | preset | scale | budget | reward | n | test | RI vs random sampling | cost | paper | Δ vs paper |\n"
+            "| method | preset | scale | budget | reward | n | test | RI vs random sampling | vs random search "
+            "| cost | paper | Δ vs paper | flags |\n"
         )
-        out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
-        for row in rows:
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for row, verdict in zip(rows, versus_random(rows), strict=True):
             paper, delta = _paper(row, papers)
             scale = row.records[0].scale
             out.write(
                 f"| {row.method} | {row.preset} | {scale} | {row.budget or '—'} | {row.reward} | "
                 f"{len(row.records)} | {_mean_std(row.tests)} | {_relative_improvement(row, rows)} | "
-                f"{_cost(row)} | {paper} | {delta} |\n"
+                f"{verdict.render() if verdict else '—'} | {_cost(row)} | {paper} | {delta} | "
+                f"{flags(row) or '—'} |\n"
             )
         if any(len(r.records[0].history) > 1 for r in rows):
             out.write(f"\n![best so far]({_figure_names(task)[0]})\n")
@@ -253,4 +296,45 @@ def build(results_dir: Path) -> list[Path]:
         written += plot_task(task, rows, results_dir)
     board = results_dir / "LEADERBOARD.md"
     atomic_write_text(board, render_markdown(by_task, papers))
-    return [board, *written]
+    table = export_rows(by_task)
+    csv_path, json_path = results_dir / "leaderboard.csv", results_dir / "leaderboard.json"
+    atomic_write_text(json_path, json.dumps(table, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(csv_path, _csv(table))
+    return [board, csv_path, json_path, *written]
+
+
+def export_rows(by_task: dict[str, list[Row]]) -> list[dict[str, Any]]:
+    """Every leaderboard row as plain values: one per method x task x budget x preset x reward."""
+    out = []
+    for task, rows in by_task.items():
+        for row, verdict in zip(rows, versus_random(rows), strict=True):
+            tests = row.tests
+            out.append(
+                {
+                    "task": task,
+                    "method": row.method,
+                    "preset": row.preset,
+                    "scale": row.records[0].scale,
+                    "budget": row.budget,
+                    "reward": row.reward,
+                    "n": len(row.records),
+                    "test_mean": statistics.mean(tests) if tests else None,
+                    "test_std": statistics.stdev(tests) if len(tests) > 1 else None,
+                    "queries_mean": statistics.mean(r.search_cost.queries for r in row.records),
+                    "wall_seconds_mean": statistics.mean(r.search_cost.wall_seconds for r in row.records),
+                    "flags": flags(row),
+                    **({f"vs_random_{k}": v for k, v in verdict.to_dict().items()} if verdict else {}),
+                }
+            )
+    return out
+
+
+def _csv(table: list[dict[str, Any]]) -> str:
+    import csv
+
+    columns = sorted({key for row in table for key in row})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    return buffer.getvalue()
