@@ -84,6 +84,12 @@ def _search_parser() -> ArgumentParser:
         "else one per core; $NASREPRO_WORKERS)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output while searching")
+    p.add_argument(
+        "--deterministic",
+        type=bool,
+        default=True,
+        help="deterministic kernels in the method's own fits (false: faster on GPUs); recorded",
+    )
     p.add_argument("--resume", action="store_true", help="continue unfinished seeds from their checkpoints")
     p.add_argument(
         "--tag", type=str, default="", help="names a variant (other space/options): kept apart in records"
@@ -235,6 +241,7 @@ def cmd_search(args: Namespace) -> int:
             executor=args.executor,
             workers=args.workers,
             progress=not args.quiet,
+            deterministic=args.deterministic,
         )
         for seed in _seeds(args, DEFAULT_SEEDS)
     ]

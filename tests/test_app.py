@@ -127,3 +127,44 @@ def test_methods_lists_papers_tasks_and_default_spaces(capsys):
     out = capsys.readouterr().out
     assert "Real, Aggarwal, Huang & Le, AAAI 2019" in out
     assert "(space view: categorical)" in out
+
+
+@pytest.mark.parametrize("flag", ["true", "false"])
+def test_determinism_is_an_option_and_is_recorded(flag, tmp_path, capsys, monkeypatch):
+    """The method's own fits take determinism from the run (issue 17); the record says which."""
+    from nasrepro.harness.run import TrainerFactory
+
+    seen = []
+
+    class Recording(TrainerFactory):
+        def __init__(self, **settings) -> None:
+            super().__init__(**settings)
+            seen.append(self.deterministic)
+
+    monkeypatch.setattr("nasrepro.app.search.TrainerFactory", Recording)
+    argv = [
+        "search",
+        "--method",
+        "random",
+        "--task",
+        "toy-table",
+        "--seeds",
+        "0",
+        "--budget",
+        "3",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--wandb",
+        "disabled",
+        "--quiet",
+        "--deterministic",
+        flag,
+    ]
+    assert main(argv) == 0
+    (path,) = tmp_path.rglob("*.json")
+    from nasrepro.tracking.records import read_record
+
+    assert read_record(path)["config"]["deterministic"] is (flag == "true")
+    assert seen == [flag == "true"]

@@ -39,6 +39,9 @@ class SearchRequest:
     #: names a variant (another space, method options) so its records neither overwrite nor mix with
     #: the method's default runs; it appears in file names and leaderboard rows
     tag: str = ""
+    #: deterministic kernels in the method's own fits (supernets, controllers): on by default for
+    #: reproducible CPU runs; off is faster with cuDNN on a GPU. Recorded in every record's config.
+    deterministic: bool = True
     #: print progress (a bar on a terminal, a line per query otherwise)
     progress: bool = False
 

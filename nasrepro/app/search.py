@@ -123,7 +123,7 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
             preset_name=req.preset,
             data_dir=resolved.data_dir,
             artifacts_dir=checkpoint.artifacts_dir,
-            trainer=TrainerFactory(),
+            trainer=TrainerFactory(deterministic=req.deterministic),
             executor=executor,
             resumed=checkpoint.resumed,
             elapsed_before=checkpoint.elapsed_before,
