@@ -80,28 +80,16 @@ def test_progress_reports_every_query(tty, tmp_path, monkeypatch):
         assert "elapsed" in lines[0] and "left" in lines[0]
 
 
-def test_quiet_runs_print_no_progress(tmp_path, capsys):
-    code = main(
-        [
-            "search",
-            "--method",
-            "random",
-            "--task",
-            "toy-table",
-            "--seeds",
-            "0",
-            "--budget",
-            "4",
-            "--preset",
-            "smoke",
-            "--out",
-            str(tmp_path),
-            "--wandb",
-            "disabled",
-            "--quiet",
-        ]
+def toy_search(out, *extra: str) -> int:
+    """`nasrepro search` of random search on the toy table, quiet, without W&B."""
+    return main(
+        ["search", "--method", "random", "--task", "toy-table", "--seeds", "0", "--preset", "smoke"]
+        + ["--out", str(out), "--wandb", "disabled", "--quiet", *extra]
     )
-    assert code == 0 and "query" not in capsys.readouterr().err
+
+
+def test_quiet_runs_print_no_progress(tmp_path, capsys):
+    assert toy_search(tmp_path, "--budget", "4") == 0 and "query" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -142,27 +130,7 @@ def test_determinism_is_an_option_and_is_recorded(flag, tmp_path, capsys, monkey
             seen.append(self.deterministic)
 
     monkeypatch.setattr("nasrepro.app.search.TrainerFactory", Recording)
-    argv = [
-        "search",
-        "--method",
-        "random",
-        "--task",
-        "toy-table",
-        "--seeds",
-        "0",
-        "--budget",
-        "3",
-        "--preset",
-        "smoke",
-        "--out",
-        str(tmp_path),
-        "--wandb",
-        "disabled",
-        "--quiet",
-        "--deterministic",
-        flag,
-    ]
-    assert main(argv) == 0
+    assert toy_search(tmp_path, "--budget", "3", "--deterministic", flag) == 0
     (path,) = tmp_path.rglob("*.json")
     from nasrepro.tracking.records import read_record
 

@@ -36,21 +36,6 @@ TaskKind = Literal["table", "train"]
 
 
 @dataclass
-class SearchCost:
-    """What the search spent (Lindauer & Hutter 2020, best practices 7 and 13)."""
-
-    wall_seconds: float
-    device: str
-    device_hours: float
-    queries: int
-    evaluation_seconds: float = 0.0
-    cost_model: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
 class SearchResult:
     """What the method adds to the run: the incumbent (selected on the reward, normally validation)
     and a JSON-able report of how it was found. The runner owns the history and the cost: it reads
