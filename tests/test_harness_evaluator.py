@@ -68,3 +68,70 @@ def test_state_round_trip(toy_task, toy_space):
     fresh = TableEvaluator(toy_task, toy_space, budget=4)
     fresh.load_state_dict(ev.state_dict())
     assert fresh.n_queries == 1 and fresh.seen("110000") and fresh.duplicates == 1
+
+
+class _SlowClock:
+    """`time.perf_counter` for the evaluator module that advances `step` seconds per call."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def _run_table_search(toy_task, toy_space):
+    ev = TableEvaluator(toy_task, toy_space, budget=4)
+    for arch in ("110000", "111000", "101010", "111100"):
+        ev.query(arch)
+    return ev
+
+
+def test_table_charged_cost_is_independent_of_lookup_time(toy_task, toy_space, monkeypatch):
+    """Issue 16 item 3: the same table search on a fast and on a very slow machine is charged the
+    same (the table's recorded training time), while the look-up wall time is still recorded."""
+    import nasrepro.harness.evaluator as evaluator_module
+
+    fast = _run_table_search(toy_task, toy_space)
+    monkeypatch.setattr(evaluator_module.time, "perf_counter", _SlowClock(step=7.5))
+    slow = _run_table_search(toy_task, toy_space)
+    assert [q.cost_seconds for q in slow.history] == [q.cost_seconds for q in fast.history] == [1.0] * 4
+    assert slow.charged_cost == fast.charged_cost == pytest.approx(4.0)
+    assert slow.total_cost == fast.total_cost
+    assert all(q.wall_seconds == pytest.approx(7.5) for q in slow.history)  # measured, not charged
+
+
+class _NoTimesTable:
+    """The toy table without recorded training times (like NAS-Bench-Graph)."""
+
+    records_training_time = False
+    cost_model = "no times"
+
+    def lookup(self, arch):
+        from nasrepro.harness.table import TableEntry
+
+        return TableEntry(val=float(arch.count("1")), test=0.0, train_seconds=None)
+
+
+def test_table_without_training_times_charges_unknown(toy_task, toy_space, monkeypatch):
+    monkeypatch.setattr(type(toy_task), "table", lambda self: _NoTimesTable())
+    ev = TableEvaluator(toy_task, toy_space, budget=3)
+    ev.query("110000")
+    ev.query("111000")
+    assert [q.cost_seconds for q in ev.history] == [None, None]
+    assert [q.cumulative_cost for q in ev.history] == [None, None]
+    assert ev.charged_cost is None and ev.n_queries == 2
+    assert all(q.wall_seconds >= 0 for q in ev.history)
+
+
+def test_training_evaluator_is_charged_its_wall_time(toy_task, toy_space, monkeypatch):
+    """A non-table evaluation's cost is its own wall time (the recorded device says where)."""
+    import nasrepro.harness.evaluator as evaluator_module
+
+    monkeypatch.setattr(evaluator_module.time, "perf_counter", _SlowClock(step=2.0))
+    ev = FlakyEvaluator(toy_task, toy_space, budget=2)
+    ev.query("110000")
+    ev.query("100000")
+    assert [q.cost_seconds for q in ev.history] == [2.0, 2.0]
+    assert ev.charged_cost == pytest.approx(4.0)

@@ -1,8 +1,16 @@
 """Evaluators (DESIGN.md, "Evaluator"): the only way a method learns an architecture's score.
 
 Both evaluators count *unique* queries (isomorphic duplicates are answered from the cache for free)
-and charge every query the same way -- cost = the evaluation's recorded training cost (from the
-table where it records one, else our own training time) -- so methods compare on equal budgets.
+and charge every query the same way, so methods compare on equal budgets (issue 16 item 3):
+
+* a table look-up is charged the benchmark's recorded training time of that architecture, and
+  nothing when the table records none: its cost is then *unknown* (``None``) and the comparison
+  is by unique queries. The look-up's own wall time is kept in ``wall_seconds`` and is never
+  charged, so a table search costs the same on every machine;
+* a training evaluation is charged its own wall time (the record names the device).
+
+The method's own compute (controller updates, GP fits, predictor training) is not a query cost:
+the runner records it separately as ``method_overhead_seconds``.
 """
 
 from __future__ import annotations
@@ -37,8 +45,11 @@ class Query:
     score: float | None
     val: float | None
     test: float | None
-    cost_seconds: float
-    cumulative_cost: float
+    #: what this query is charged (see the module docstring); None = unknown (table without times)
+    cost_seconds: float | None
+    #: the charged cost of every query so far; None once any of them is unknown
+    cumulative_cost: float | None
+    #: our own wall time answering it (a look-up or a training), whatever is charged
     wall_seconds: float
     status: Literal["ok", "failed"] = "ok"
     reason: str = ""
@@ -54,7 +65,8 @@ class Outcome:
 
     val: float
     test: float | None
-    cost_seconds: float
+    #: the recorded cost of this evaluation (a table's training time); None = not recorded
+    cost_seconds: float | None
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -122,8 +134,22 @@ class Evaluator(ABC):
         return self.remaining <= 0
 
     @property
-    def total_cost(self) -> float:
+    def total_cost(self) -> float | None:
+        """The charged cost of every query so far (None when some query's cost is unknown)."""
         return self.history[-1].cumulative_cost if self.history else 0.0
+
+    @property
+    def charged_cost(self) -> float | None:
+        """What the record's ``search_cost.charged_cost`` holds: `total_cost`, independent of the
+        look-up time on table tasks (None when the table records no training time)."""
+        return self.total_cost
+
+    def _charge(self, outcome: Outcome | None, wall: float) -> float | None:
+        """The cost charged for one new evaluation that took `wall` seconds here. By default the
+        recorded cost plus our wall time (a training's cost *is* its wall time); `TableEvaluator`
+        charges the recorded time alone."""
+        recorded = outcome.cost_seconds if outcome is not None else 0.0
+        return round((recorded or 0.0) + wall, 6)
 
     # --- queries -------------------------------------------------------------------------------
     def seen(self, arch: Arch) -> bool:
@@ -161,7 +187,9 @@ class Evaluator(ABC):
     def _book(self, key: str, outcome: Outcome | None, status: str, reason: str, wall: float) -> Query:
         """Append one new evaluation to the history (and the checkpoint)."""
         wall = round(wall, 6)  # microseconds: finer is noise, and bloats records
-        cost = round((outcome.cost_seconds if outcome else 0.0) + wall, 6)
+        cost = self._charge(outcome, wall)
+        previous = self.total_cost
+        cumulative = None if cost is None or previous is None else round(previous + cost, 6)
         score = None if outcome is None else (outcome.val if self.reward == "val" else outcome.test)
         query = Query(
             index=len(self.history),
@@ -170,7 +198,7 @@ class Evaluator(ABC):
             val=outcome.val if outcome else None,
             test=outcome.test if outcome else None,
             cost_seconds=cost,
-            cumulative_cost=round(self.total_cost + cost, 6),
+            cumulative_cost=cumulative,
             wall_seconds=wall,
             status=status,  # type: ignore[arg-type]
             reason=reason,
@@ -265,8 +293,11 @@ class WarmStart(Protocol):
 
 
 class TableEvaluator(Evaluator):
-    """Look-ups in a tabular benchmark. The cost is the table's recorded training time where it
-    has one, plus our own (tiny) look-up time -- never the look-up time alone."""
+    """Look-ups in a tabular benchmark. A query is charged the table's recorded training time
+    where it has one (NAS-Bench-201 with the official times), else its cost is unknown (None:
+    NAS-Bench-Graph, our NB201 CSVs) and searches compare by unique queries. The look-up's wall
+    time is recorded in ``wall_seconds`` but never charged: it measures this machine, not the
+    benchmark (issue 16 item 3)."""
 
     __slots__ = ("table",)
 
@@ -279,12 +310,17 @@ class TableEvaluator(Evaluator):
     def cost_model(self) -> str:  # type: ignore[override]
         return self.table.cost_model
 
+    def _charge(self, outcome: Outcome | None, wall: float) -> float | None:
+        if outcome is None:  # a failed look-up trained nothing; unknown if the table has no times
+            return 0.0 if self.table.records_training_time else None
+        return None if outcome.cost_seconds is None else round(outcome.cost_seconds, 6)
+
     def _evaluate(self, arch: Arch) -> Outcome:
         entry = self.table.lookup(arch)
         return Outcome(
             val=entry.val,
             test=entry.test,
-            cost_seconds=entry.train_seconds or 0.0,
+            cost_seconds=entry.train_seconds,
             metrics=dict(entry.metrics),
         )
 

@@ -22,6 +22,7 @@ class TableEntry:
 
     val: float
     test: float
+    #: the benchmark's recorded training time of this architecture; None = not recorded
     train_seconds: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
 
@@ -31,6 +32,9 @@ class Table(ABC):
 
     #: one sentence saying how a query's cost is defined; copied into every record
     cost_model: str = ""
+    #: whether entries carry the benchmark's training time (`TableEntry.train_seconds`); a table
+    #: that records none leaves every query's charged cost unknown
+    records_training_time: bool = True
 
     @abstractmethod
     def lookup(self, arch: Arch) -> TableEntry:

@@ -149,10 +149,13 @@ OFFICIAL_SOURCES: dict[str, tuple[str, str]] = {
     "imagenet16_120_train_seconds": ("ImageNet16-120", "train-all-time"),
 }
 
-CSV_COST_MODEL = "no recorded training time in the shared CSVs; cost = look-up wall time only"
+CSV_COST_MODEL = (
+    "no recorded training time in the shared CSVs: each query's charged cost is unknown (compare "
+    "by unique queries); look-up wall time is never charged"
+)
 OFFICIAL_COST_MODEL = (
     "NB201's recorded 200-epoch training time (train-all-time, mean over seeds) of the "
-    "run behind the validation accuracy, plus look-up wall time"
+    "run behind the validation accuracy; look-up wall time is never charged"
 )
 
 
@@ -473,6 +476,7 @@ class NB201Table(Table):
         self.test = data.columns[f"{dataset.column}_test"]
         self.train_seconds = data.columns.get(f"{dataset.column}_train_seconds")
         self.cost_model = CSV_COST_MODEL if self.train_seconds is None else OFFICIAL_COST_MODEL
+        self.records_training_time = self.train_seconds is not None
 
     def index(self, arch: Arch) -> int:
         """The NB201 index of `arch` (an `NB201Arch` or its string)."""

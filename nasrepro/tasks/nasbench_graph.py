@@ -62,8 +62,9 @@ SHAPES: Mapping[str, tuple[int, int]] = {
 }
 
 COST_MODEL = (
-    "NAS-Bench-Graph light tables record no training time: a query costs its look-up wall time "
-    "(seconds); each architecture's recorded inference latency (s) is kept in metrics['latency']"
+    "NAS-Bench-Graph light tables record no training time: each query's charged cost is unknown "
+    "(compare by unique queries; look-up wall time is never charged); each architecture's "
+    "recorded inference latency (s) is kept in metrics['latency']"
 )
 
 
@@ -126,6 +127,7 @@ class NasBenchGraphTable(Table):
     """One dataset's light table, indexed by the benchmark hash of canonical architectures."""
 
     cost_model = COST_MODEL
+    records_training_time = False
 
     def __init__(self, dataset: str, folder: Path | None = None) -> None:
         self.dataset = dataset

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from nasrepro.atomic import atomic_write_text
+from nasrepro.tracking import cost
 from nasrepro.tracking.record import Record
 from nasrepro.tracking.records import iter_loaded
 from nasrepro.tracking.stats import Verdict, verdicts
@@ -136,9 +137,7 @@ def _relative_improvement(row: Row, rows: list[Row]) -> str:
 
 
 def _cost(row: Row) -> str:
-    walls = [r.search_cost.wall_seconds for r in row.records]
-    queries = [r.search_cost.queries for r in row.records]
-    return f"{statistics.mean(queries):.0f} q, {statistics.mean(walls):.1f} s"
+    return cost.render(row.records)
 
 
 def _paper(row: Row, papers: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
@@ -165,7 +164,10 @@ def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str],
         "Built by `nasrepro leaderboard` from the run records under `runs/` alone; rebuild it rather than "
         "editing it. Test metric of the incumbent selected by the reward (validation unless the row says "
         "test); mean ± std over n seeds. RI: relative improvement over random sampling (Yang et al., ICLR "
-        "2020). Cost: unique queries and search wall-clock per seed on the recording machine. "
+        "2020). Cost (means per seed): unique queries; the charged cost -- on table tasks the benchmark's "
+        "recorded training time of the queries, `unknown` where the table records none (compare by "
+        "queries), never the look-up time; on training tasks our training time -- and, apart, the "
+        "method's own overhead (controller updates, model fits) on the recording machine. "
         "`scale` says what a row may be compared with: cpu-scale rows are not the paper setting. "
         "vs random search: two-sided Mann-Whitney U over seeds against random search at the same "
         "budget, preset, reward and variant, Holm-corrected within the task; A = Vargha-Delaney effect "
@@ -322,6 +324,7 @@ def export_rows(by_task: dict[str, list[Row]]) -> list[dict[str, Any]]:
                     "test_std": statistics.stdev(tests) if len(tests) > 1 else None,
                     "queries_mean": statistics.mean(r.search_cost.queries for r in row.records),
                     "wall_seconds_mean": statistics.mean(r.search_cost.wall_seconds for r in row.records),
+                    **cost.summary(row.records),
                     "flags": flags(row),
                     **({f"vs_random_{k}": v for k, v in verdict.to_dict().items()} if verdict else {}),
                 }

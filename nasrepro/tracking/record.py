@@ -73,7 +73,8 @@ def validate(data: Mapping[str, Any]) -> None:
 
 
 #: the only keywords the history items' schema uses; `history_representatives` is exact for these
-HISTORY_KEYWORDS = frozenset({"type", "properties", "required", "minimum", "enum"})
+#: (`description` is an annotation: it constrains nothing)
+HISTORY_KEYWORDS = frozenset({"type", "properties", "required", "minimum", "enum", "description"})
 
 
 def history_representatives(history: list[Any]) -> list[Any]:

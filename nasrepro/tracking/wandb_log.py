@@ -75,7 +75,9 @@ def log_record(record: dict[str, Any], mode: WandbMode, save_dir: Path) -> Path 
         best = None
         fitness_sign = 1.0 if record.get("direction", "max") == "max" else -1.0
         for query in record["history"]:
-            row = {"query": query["index"] + 1, "cumulative_cost": query["cumulative_cost"]}
+            row: dict[str, Any] = {"query": query["index"] + 1}
+            if query.get("cumulative_cost") is not None:  # None: the table records no training time
+                row["cumulative_cost"] = query["cumulative_cost"]
             if query["score"] is not None:
                 row["score"] = query["score"]
                 if best is None or fitness_sign * query["score"] > fitness_sign * best:
