@@ -160,6 +160,17 @@ def build_parser() -> ArgumentParser:
     board = ArgumentParser(exit_on_error=False)
     board.add_argument("--results", type=str, default="results")
     sub.add_subcommand("leaderboard", board, help="write RESULTS/LEADERBOARD.md and figures from records")
+    wb = ArgumentParser(exit_on_error=False)
+    wb.add_argument(
+        "--results", type=str, default="results", help="records under RESULTS/runs; runs to RESULTS/wandb"
+    )
+    wb.add_argument("--wandb", type=Literal["offline", "online"], default="offline")
+    wb.add_argument(
+        "records", nargs="*", default=[], help="record files (default: every record under --results)"
+    )
+    sub.add_subcommand(
+        "wandb-log", wb, help="log run records to W&B, one run each (searches do this themselves)"
+    )
     for tool, module in METHOD_TOOLS.items():  # listed in --help; parsed by the method's own module
         sub.add_subcommand(tool, ArgumentParser(exit_on_error=False), help=f"{tool} tools ({module})")
     return parser
@@ -252,7 +263,10 @@ def cmd_search(args: Namespace) -> int:
         parallel = 1 if resolved.task.kind == "table" else None
     if args.executor == "ray":  # the parallelism is inside each search
         parallel = 1
+    # with --resume, a seed finished by an earlier command returns its old record: logged back then
+    done_before = {p for p in _record_paths(requests, resolved.budget) if args.resume and p.exists()}
     results = run_many("search", requests, parallel)
+    _log_to_wandb([path for _, path in results if path not in done_before], args.wandb, args.out)
     for record, path in results:
         print(
             f"seed {record['seed']:>3}: best {record['best_arch']}  val {record['metrics']['val']:.2f}  "
@@ -260,6 +274,39 @@ def cmd_search(args: Namespace) -> int:
         )
     print(_summary([r for r, _ in results], f"{args.method} on {args.task} [{args.preset}]"))
     print(f"records in {Path(args.out) / 'runs' / args.task / args.method}")
+    return 0
+
+
+def _record_paths(requests: Sequence[Any], budget: int) -> list[Path]:
+    from nasrepro.tracking.records import record_path
+
+    return [record_path(r.out, r.task, r.method, r.preset, r.seed, budget, tag=r.tag) for r in requests]
+
+
+def _log_to_wandb(paths: list[Path], mode: str, out: str) -> None:
+    """The records this command wrote, as W&B runs, by a detached process once the records are on
+    disk (seeds finished before a `--resume` were logged by their own command)."""
+    from nasrepro.tracking.wandb_log import log_in_background
+
+    folder = Path(out) / "wandb"
+    if log_in_background(paths, mode, folder) is not None:
+        print(f"W&B ({mode}): logging {len(paths)} run(s) in the background into {folder} (log: logger.log)")
+
+
+def cmd_wandb_log(args: Namespace) -> int:
+    """Log existing records as W&B runs, in the foreground (e.g. committed results, or after a
+    background logger was stopped)."""
+    from nasrepro.tracking.records import iter_records
+    from nasrepro.tracking.wandb_log import log_files
+
+    paths = [Path(p) for p in args.records] or [path for path, _ in iter_records(Path(args.results))]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no record file at {missing[0]}; give run record JSON files or --results DIR")
+    if not paths:
+        raise UsageError(f"no run records under {args.results}/runs; give record files or another --results")
+    folders = log_files(paths, args.wandb, Path(args.results) / "wandb")
+    print(f"logged {len(folders)} run(s) ({args.wandb}) into {Path(args.results) / 'wandb'}")
     return 0
 
 
@@ -386,6 +433,7 @@ COMMANDS = {
     "methods": cmd_methods,
     "data": cmd_data,
     "leaderboard": cmd_leaderboard,
+    "wandb-log": cmd_wandb_log,
 }
 
 

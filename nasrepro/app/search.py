@@ -22,7 +22,7 @@ from nasrepro.harness.run import Run, TrainerFactory
 from nasrepro.harness.task import Task
 from nasrepro.tracking import records
 from nasrepro.tracking.record import Metrics, Record, SearchCost
-from nasrepro.tracking.wandb_log import check_mode, log_record
+from nasrepro.tracking.wandb_log import check_mode
 
 SCALE = {"smoke": "smoke test (not a result)", "cpu": "cpu-scale", "paper": "paper setting"}
 
@@ -86,7 +86,10 @@ def make_executor(req: SearchRequest, task: Task) -> Any:
 
 
 def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
-    """Search, select the incumbent by the reward, record its final metrics, write the record."""
+    """Search, select the incumbent by the reward, record its final metrics, write the record.
+
+    W&B logging is the caller's (`nasrepro search` logs its new records after all seeds, see
+    `tracking.wandb_log.log_in_background`), so a search never waits on W&B."""
     quiet_lightning()
     check_mode(req.wandb)
     resolved = resolve(req)
@@ -141,9 +144,7 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     record = search_record(req, resolved, evaluator, result, wall)
     records.write_record(record, path)
     checkpoint.remove()
-    data = record.to_dict()
-    log_record(data, req.wandb, req.out / "wandb")
-    return data, path
+    return record.to_dict(), path
 
 
 def _interrupted(checkpoint: SearchCheckpoint) -> UsageError:
