@@ -77,6 +77,17 @@ CASES = (
     "darts-all-paths:joint",
 )
 RESULTS: dict[str, dict[str, float]] = {}
+#: the deterministic memory claims (analytic counts, not timings or RSS), as (measure, bound) per case:
+#: binary-gate steps hold one path's activations (<= 1.3x the standalone network), the DARTS-style
+#: supernet all N paths' (>= 3x). ``two``'s arch step runs the detached partner too, so its bound is on
+#: what autograd still holds after the forward (retained), not on what the hook saw in passing.
+MEMORY_BOUNDS: dict[str, tuple[str, str, float]] = {
+    "binary-two:weight": ("analytic_activations_mb", "<=", 1.3),
+    "binary-full_v2:weight": ("analytic_activations_mb", "<=", 1.3),
+    "binary-full_v2:arch": ("analytic_activations_mb", "<=", 1.3),
+    "binary-two:arch": ("retained_activations_mb", "<=", 1.3),
+    "darts-all-paths:joint": ("analytic_activations_mb", ">=", 3.0),
+}
 
 
 # --- the cases -----------------------------------------------------------------------------------------
@@ -321,6 +332,24 @@ def test_step(benchmark, name: str) -> None:
             )
         benchmark.extra_info["time_vs_standalone"] = round(RESULTS[name]["median_s"] / ref["median_s"], 3)
     assert all(np.isfinite(v) for v in memory.values())
+    if name in MEMORY_BOUNDS:
+        key, op, bound = MEMORY_BOUNDS[name]
+        ratio = memory[key] / standalone_memory()[key]
+        assert ratio <= bound if op == "<=" else ratio >= bound, (
+            f"{name}: {key} {ratio:.2f}x, want {op} {bound}x"
+        )
+
+
+_STANDALONE: dict[str, float] = {}
+
+
+def standalone_memory() -> dict[str, float]:
+    """The standalone network's analytic memory (computed here when its own case did not run first)."""
+    if not _STANDALONE:
+        _STANDALONE.update(
+            RESULTS.get("standalone:weight") or analytic_memory(build_case("standalone:weight"))
+        )
+    return _STANDALONE
 
 
 if __name__ == "__main__":
