@@ -23,8 +23,10 @@ One step, given only the current batch B (b architectures):
 5. **Step** (`pseudo_gradient_step`): the ``replace`` worst members are dropped; each is replaced by a
    child of the best member moved along g: at the stage with the steepest ascent
    ``max_c g_s(c) - g_s(best_s)`` (next steepest for the next child) the unit becomes ``argmax_c
-   g_s(c)``; without an ascent direction, or if the child is already in the batch, the child is a
-   random mutation of the best member (exploration) ([R]).
+   g_s(c)``, then with probability ``mutation_rate`` one random mutation is added (the figure's child
+   BDE of BBD carries a new cell E; without it the memory-less batch cycles between a few
+   architectures); without an ascent direction, or if the child is already in the batch, the child is
+   a random mutation of the best member (exploration) ([R]).
 
 Nothing survives a step but the new batch: no archive, no scores (memory-less); the only randomness
 is the run's generator, so a search is deterministic per seed.
@@ -113,6 +115,14 @@ def pseudo_gradient(
     return grads
 
 
+def _mutated(view: RegionView, units: Sequence[Unit], rng: np.random.Generator) -> Any:
+    """`units` with one stage's unit (all stages' on a tied view) replaced by a random mutation."""
+    units = list(units)
+    s = int(rng.integers(1 if view.tied else view.stages))
+    new = view.mutate_unit(units[s], rng)
+    return view.join([new] * view.stages if view.tied else [*units[:s], new, *units[s + 1 :]])
+
+
 def pseudo_gradient_step(
     view: RegionView,
     batch: Sequence[Any],
@@ -121,6 +131,7 @@ def pseudo_gradient_step(
     member_ranks: Sequence[int],
     replace: int,
     rng: np.random.Generator,
+    mutation_rate: float = 0.5,
 ) -> list[Any]:
     """The next batch (step 5): the `replace` worst members become children of the best one."""
     order = sorted(range(len(batch)), key=lambda i: member_ranks[i])
@@ -147,13 +158,11 @@ def pseudo_gradient_step(
             else:
                 units[s] = candidates[s][j]
             child = view.join(units)
+        if child is not None and rng.random() < mutation_rate:  # ES-style noise on the step
+            child = _mutated(view, view.units(child), rng)
         tries = 0
         while child is None or view.space.key(child) in keys:
-            units = list(best)
-            s = int(rng.integers(1 if view.tied else view.stages))
-            new = view.mutate_unit(units[s], rng)
-            units = [new] * view.stages if view.tied else [*units[:s], new, *units[s + 1 :]]
-            child = view.join(units)
+            child = _mutated(view, best, rng)
             tries += 1
             if tries > 1000:
                 raise UsageError("the pseudo-gradient step found no new architecture: the space is too small")

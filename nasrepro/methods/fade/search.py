@@ -44,6 +44,8 @@ class FadeConfig(MethodConfig):
     batch_size: int = 3
     #: members replaced per pseudo-gradient step (figure: the worst 1) [reconstruction]
     replace: int = 1
+    #: probability of one random mutation on top of each pseudo-gradient move [reconstruction]
+    mutation_rate: float = 0.5
     #: region trainings (None: until the budget is spent, at most 4 x budget)
     steps: int | None = None
     #: DARTS mode of the code: trivial | first_order | second_order
@@ -103,6 +105,8 @@ def check_config(cfg: FadeConfig, view: RegionView) -> None:
         )
     if cfg.steps is not None and cfg.steps < 1:
         raise UsageError(f"steps must be >= 1 (or None: until the budget is spent), got {cfg.steps}")
+    if not 0.0 <= cfg.mutation_rate <= 1.0:
+        raise UsageError(f"mutation_rate is a probability, got {cfg.mutation_rate}")
     if cfg.alpha_data not in ("train", "heldout"):
         raise UsageError(f"alpha_data must be 'train' or 'heldout', got {cfg.alpha_data!r}")
 
@@ -152,6 +156,7 @@ class FaDE(Method):
         )
 
     def search(self, run: Run) -> SearchResult:
+        from nasrepro.methods.fade import training
         from nasrepro.methods.fade.outer import (
             batch_ranks,
             path_scores,
@@ -159,7 +164,6 @@ class FaDE(Method):
             pseudo_gradient_step,
             region_candidates,
         )
-        from nasrepro.methods.fade.training import RegionTrainer
 
         cfg: FadeConfig = self.config  # type: ignore[assignment]
         reason = self.incompatibility(run.task, run.space)
@@ -170,7 +174,8 @@ class FaDE(Method):
         check_config(cfg, view)
         preset = cfg.preset or run.preset_name
         size = self.size(view, preset)
-        trainer = RegionTrainer(run, view, cfg, size, data_task(run.task), preset)
+        training.settings_of(cfg, size.epochs)  # bad optimisation settings fail before any data loads
+        trainer = training.RegionTrainer(run, view, cfg, size, data_task(run.task), preset)
         rng, evaluator = run.rng(1), run.evaluator
 
         batch: list[Any] = []
@@ -212,7 +217,9 @@ class FaDE(Method):
                     **report,
                 }
             )
-            batch = pseudo_gradient_step(view, batch, candidates, grads, member_ranks, cfg.replace, rng)
+            batch = pseudo_gradient_step(
+                view, batch, candidates, grads, member_ranks, cfg.replace, rng, cfg.mutation_rate
+            )
         return SearchResult(
             best_arch=evaluator.best().arch,
             extra={
