@@ -359,7 +359,7 @@ def cmd_methods(args: Namespace) -> int:
 
     for name in method_names():
         method = get_method(name)
-        doc = (method.__doc__ or "").strip().splitlines()[0]
+        doc = next(iter((method.__doc__ or "").strip().splitlines()), "")
         print(f"{name:<16} {doc}")
         print(f"{'':<16} paper: {method.paper or '-'}")
         views = ", ".join(sorted(method.needs - {"basic"})) or "any"

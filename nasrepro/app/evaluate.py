@@ -78,6 +78,7 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         preset,
         req.seed,
         data_root,
+        build=lambda: network_for(task, space, req.arch if space is None else str(arch), preset)[0],
         logger=logger,
         devices=req.devices,
         num_nodes=req.num_nodes,

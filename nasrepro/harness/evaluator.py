@@ -434,7 +434,15 @@ class TrainEvaluator(Evaluator):
                 overrides["epochs"] = min(int(overrides["epochs"]), preset.recipe.epochs)
             # applied as given, at every preset (smoke included): this fit's own schedule
             preset = dataclasses.replace(preset, recipe=preset.recipe.replace(**overrides))
-        result = fit_and_evaluate(self.task, model, preset, self.seed, self.data_dir, **self.trainer_kwargs)
+        result = fit_and_evaluate(
+            self.task,
+            model,
+            preset,
+            self.seed,
+            self.data_dir,
+            build=lambda: self.space.to_model(arch, self.task),
+            **self.trainer_kwargs,
+        )
         if self.warm_start is not None:
             self.warm_start.after_fit(self.space.key(arch), arch, model)
         return Outcome(

@@ -64,6 +64,8 @@ class Task(ABC):
     kind: Literal["train", "table"] = "train"
     #: the space searched when `--space` is not given
     default_space: str | None = None
+    #: the task's inputs include node features, which a recipe may leave un-normalised
+    node_features: bool = False
 
     @property
     @abstractmethod

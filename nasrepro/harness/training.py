@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from nasrepro.errors import EvaluationFailed
+from nasrepro.errors import EvaluationFailed, UsageError
 from nasrepro.harness.recipe import Preset
 from nasrepro.harness.task import Task
 
@@ -28,6 +28,33 @@ class FailOnNonFiniteLoss(L.Callback):
             raise EvaluationFailed(
                 f"non-finite training loss ({loss.item()}) at epoch {trainer.current_epoch}, batch {batch_idx}"
             )
+
+
+class KeepBestValidation(L.Callback):
+    """Keeps the weights of the epoch with the best validation score (`select: best-val`).
+
+    NAS-Bench-Graph reports the test accuracy at the epoch of best validation accuracy; we select
+    that epoch on validation alone and score its weights afterwards, so test never chooses. The
+    weights are copied to the CPU only when validation improves, and restored when fit ends.
+    """
+
+    def __init__(self, key: str, direction: str) -> None:
+        self.key, self.sign = key, 1.0 if direction == "max" else -1.0
+        self.best: float | None = None
+        self.best_epoch = -1
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        score = float(trainer.callback_metrics[self.key])
+        if math.isfinite(score) and (self.best is None or self.sign * score > self.sign * self.best):
+            self.best, self.best_epoch = score, trainer.current_epoch
+            self._state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._state is not None:
+            pl_module.load_state_dict(self._state)
 
 
 def trainer_for(
@@ -60,37 +87,92 @@ def trainer_for(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        # Never validate inside `fit`: the protocol scores the final model, which `fit_and_evaluate`
-        # validates once after training (validating at the last epoch as well repeated that pass).
-        check_val_every_n_epoch=recipe.epochs + 1,
+        # Validate inside `fit` only to select an epoch (`select: best-val`); else the protocol scores
+        # the final model, which `fit_and_evaluate` validates once after training.
+        check_val_every_n_epoch=1 if recipe.select == "best-val" else recipe.epochs + 1,
         deterministic=deterministic,
         default_root_dir=str(default_root_dir) if default_root_dir else None,
     )
 
 
 def fit_and_evaluate(
-    task: Task, model: nn.Module, preset: Preset, seed: int, data_dir: Path, **trainer_kwargs: Any
-) -> dict[str, float]:
-    """Train `model` from scratch with the task's recipe; return final `val`, `test` and timing.
+    task: Task,
+    model: nn.Module,
+    preset: Preset,
+    seed: int,
+    data_dir: Path,
+    *,
+    build: Callable[[], nn.Module] | None = None,
+    callbacks: Sequence[L.Callback] = (),
+    **trainer_kwargs: Any,
+) -> dict[str, Any]:
+    """Train from scratch with the task's recipe; return `val`, `test` and timing.
 
-    The reported numbers are those of the final model, as in the papers' final-training recipes
-    (no checkpoint picked on test data).
+    The numbers are those of the final model, as in the papers' final-training recipes, or with
+    `select: best-val` those of the epoch with the best validation score. With `repeats: n` the
+    network is trained n times -- `model` under `seed`, then fresh networks from `build()` under
+    seeds seed+1, ... -- and `val`/`test` are the means (per-seed values in `val_seeds`/`test_seeds`).
     """
+    repeats = preset.recipe.repeats
+    if repeats > 1 and build is None:
+        raise UsageError(f"the recipe trains {repeats} seeds per architecture, which needs a model builder")
+    runs = []
+    for r in range(repeats):
+        if r:
+            L.seed_everything(seed + r, workers=True, verbose=False)  # the fresh network's weights
+            model = build()  # type: ignore[misc]
+        runs.append(_fit_once(task, model, preset, seed + r, data_dir, callbacks, trainer_kwargs))
+    if repeats == 1:
+        return runs[0]
+    out: dict[str, Any] = {
+        "val": sum(r["val"] for r in runs) / repeats,
+        "test": sum(r["test"] for r in runs) / repeats,
+        "train_seconds": sum(r["train_seconds"] for r in runs),
+        "epochs": preset.recipe.epochs,
+        "val_seeds": [r["val"] for r in runs],
+        "test_seeds": [r["test"] for r in runs],
+    }
+    if "best_epoch" in runs[0]:
+        out["best_epochs"] = [r["best_epoch"] for r in runs]
+    return out
+
+
+def _fit_once(
+    task: Task,
+    model: nn.Module,
+    preset: Preset,
+    seed: int,
+    data_dir: Path,
+    callbacks: Sequence[L.Callback],
+    trainer_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    if not preset.recipe.normalize_features and not task.node_features:
+        raise UsageError(
+            f"{task.name} has no node features to leave un-normalised (normalize_features: false)"
+        )
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = task.datamodule(preset, data_dir, seed)
     module = task.lightning_module(model, preset)
-    trainer = trainer_for(preset, **trainer_kwargs)
+    name = task.metric.name
+    keep = KeepBestValidation(f"val/{name}", task.metric.direction)
+    selecting = preset.recipe.select == "best-val"
+    trainer = trainer_for(preset, callbacks=[*callbacks, *([keep] if selecting else [])], **trainer_kwargs)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     train_seconds = time.perf_counter() - start
-    name = task.metric.name
-    val = trainer.validate(module, datamodule=datamodule, verbose=False)[0][f"val/{name}"]
+    if selecting and keep.best is not None:
+        val = keep.best  # the restored weights' own validation score: no second pass
+    else:
+        val = trainer.validate(module, datamodule=datamodule, verbose=False)[0][f"val/{name}"]
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0][f"test/{name}"]
     if not (math.isfinite(val) and math.isfinite(test)):
         raise EvaluationFailed(f"non-finite {name}: val={val}, test={test}")
-    return {
+    result: dict[str, Any] = {
         "val": float(val),
         "test": float(test),
         "train_seconds": train_seconds,
         "epochs": preset.recipe.epochs,
     }
+    if selecting:
+        result["best_epoch"] = keep.best_epoch
+    return result

@@ -80,8 +80,9 @@ def how_to_get(name: str, root: Path) -> str:
     )
 
 
-def load_planetoid(name: str, root: Path) -> Data:
-    """The verified public-split graph with row-normalised features (Kipf & Welling's preprocessing)."""
+def load_planetoid(name: str, root: Path, normalize: bool = True) -> Data:
+    """The verified public-split graph, with row-normalised features (Kipf & Welling's preprocessing)
+    or, with `normalize=False`, the raw bag-of-words features NAS-Bench-Graph trains on."""
     from torch_geometric.datasets import Planetoid
     from torch_geometric.transforms import NormalizeFeatures
 
@@ -104,7 +105,8 @@ def load_planetoid(name: str, root: Path) -> Data:
         # Raw files were re-linked from a different source: processed tensors may be stale.
         for stale in (work / "processed").iterdir():
             stale.unlink()
-    dataset = Planetoid(str(work.parent), FOLDER[name], split="public", transform=NormalizeFeatures())
+    transform = NormalizeFeatures() if normalize else None
+    dataset = Planetoid(str(work.parent), FOLDER[name], split="public", transform=transform)
     return dataset[0]
 
 
@@ -154,22 +156,23 @@ class PlanetoidTask(Task):
 
     metric = Metric("accuracy", "max")
     default_space = "nasbench-graph"
+    node_features = True
 
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset
         self.name = dataset
         self._presets = _presets()
-        self._data: dict[Path, Data] = {}
+        self._data: dict[tuple[Path, bool], Data] = {}
 
     @property
     def presets(self) -> Mapping[str, Preset]:
         return self._presets
 
-    def data(self, root: Path | None = None) -> Data:
+    def data(self, root: Path | None = None, normalize: bool = True) -> Data:
         root = data_dir(root)
-        if root not in self._data:
-            self._data[root] = load_planetoid(self.dataset, root)
-        return self._data[root]
+        if (root, normalize) not in self._data:
+            self._data[root, normalize] = load_planetoid(self.dataset, root, normalize)
+        return self._data[root, normalize]
 
     @property
     def num_features(self) -> int:
@@ -180,7 +183,7 @@ class PlanetoidTask(Task):
         return SHAPES[self.dataset][2]
 
     def datamodule(self, preset: Preset, data_dir: Path, seed: int) -> L.LightningDataModule:
-        return GraphDataModule(self.data(data_dir))
+        return GraphDataModule(self.data(data_dir, preset.recipe.normalize_features))
 
     def lightning_module(self, model: torch.nn.Module, preset: Preset) -> L.LightningModule:
         return NodeClassificationModule(model, preset)

@@ -65,7 +65,8 @@ def train_evaluation(
 
     Takes the run's own objects (they pickle to a worker), so nothing is looked up again by name
     in the worker. See `network_for` for what `space` None means. The result is
-    `fit_and_evaluate`'s dict (`val`, `test`, `train_seconds`, `epochs`) plus `params`; everything
+    `fit_and_evaluate`'s dict (`val`, `test`, `train_seconds`, `epochs`, per-seed values when the
+    recipe repeats) plus `params`; everything
     but `train_seconds` depends only on the arguments: `seed` seeds the weight initialisation and
     the fit, whatever ran before in the worker.
     """
@@ -83,5 +84,7 @@ def train_evaluation(
     L.seed_everything(seed, workers=True, verbose=False)
     model, chosen = network_for(task, space, arch, preset)
     params = sum(p.numel() for p in model.parameters())
-    result = fit_and_evaluate(task, model, chosen, seed, data_dir)
+    result = fit_and_evaluate(
+        task, model, chosen, seed, data_dir, build=lambda: network_for(task, space, arch, preset)[0]
+    )
     return {**result, "params": params}
