@@ -120,7 +120,7 @@ class FaDE(Method):
     paper = "Neumeyer, Stier & Granitzer, IDA 2024"
     task_kinds = frozenset({"table", "train"})
     default_spaces = {"cifar10": "hierarchical", "nasbench201/*": "nasbench201"}
-    conformance_options = {"steps": 2, "region_size": 3, "batch_size": 2}
+    conformance_options = {"steps": 2, "region_size": 2, "batch_size": 2}
     conformance_tasks = ("cifar10", "nasbench201/cifar10")
 
     @classmethod
