@@ -306,7 +306,10 @@ def test_method_end_to_end_on_cifar10(data_root: Path, tmp_path: Path) -> None:
         SearchRequest(
             method="proxylessnas", task="cifar10", preset="smoke", budget=1,  # space: the method's default
             wandb="disabled", measure=False, data_dir=data_root, out=tmp_path,
-            method_config={"column": "paper"},
+            method_config={
+                "column": "paper", "cost": "latency", "latency_warmup": 0, "latency_repeats": 1,
+                "latency_rounds": 1, "latency_check_n": 2,
+            },
         )
     )  # fmt: skip
     assert record["search_cost"]["queries"] == 1 and record["space"]["name"] == "proxyless-cifar"
@@ -315,6 +318,11 @@ def test_method_end_to_end_on_cifar10(data_root: Path, tmp_path: Path) -> None:
     )
     ProxylessSpace(CIFAR_SPACE).parse(record["best_arch"])
     assert record["config"]["method_config"]["column"] == "paper"
+    # one latency path: the table was built by build-lut's code on the trainer's device and checked
+    lut = record["method_extra"]["latency_table"]
+    assert lut["settings"]["device_type"] == "cpu" and lut["settings"]["repeats"] == 1
+    assert lut["settings"]["threads"] == torch.get_num_threads() and lut["check"]["summary"]["n"] == 2
+    assert record["method_extra"]["cost_unit"] == "ms"
 
 
 def test_darts_style_supernet_runs_the_same_loop() -> None:

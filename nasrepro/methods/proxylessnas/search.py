@@ -45,7 +45,7 @@ from nasrepro.harness.oneshot import arch_loader, fit_supernet, search_preset
 from nasrepro.harness.run import Run
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
-from nasrepro.methods.proxylessnas.cost import LatencyTable
+from nasrepro.methods.proxylessnas.latency_search import LatencySettings, SearchLatency, search_latency
 from nasrepro.methods.proxylessnas.presets import SEARCH_PRESETS, SearchBudget
 from nasrepro.methods.proxylessnas.search_module import (
     COLUMNS,
@@ -70,8 +70,17 @@ class ProxylessConfig(MethodConfig):
     regularizer: str | None = None
     #: per-candidate cost: "flops" (multiply-adds), "params", "latency"
     cost: str = "flops"
-    #: a LatencyTable JSON file for cost "latency" (None: measure one on this CPU, batch 1)
+    #: cost "latency": a table file (build-lut JSON, or the released YAML format); None: build one with
+    #: build-lut's code on the trainer's device and thread count, then check it (`latency_search`)
     latency_table: str | None = None
+    #: device to measure on (None: the trainer's), batch (1: CPU/mobile; the paper's GPU row: 8),
+    #: build-lut's warm-up / repeats / rounds, networks check-lut measures after the build (0: none)
+    latency_device: str | None = None
+    latency_batch_size: int = 1
+    latency_warmup: int = 10
+    latency_repeats: int = 100
+    latency_rounds: int = 3
+    latency_check_n: int = 20
     #: target cost (None: E[cost] under uniform alpha); the released mobile target is 80 (ms)
     ref: float | None = None
     #: additive lambda2 (paper; None: 0.1 / ref), add#linear lambda, mul#log alpha and beta
@@ -216,16 +225,35 @@ def uniform_cost(costs: EdgeCosts) -> float:
     return costs.constant + sum(sum(c) / len(c) for c in costs.per_edge)
 
 
-def build_objective(cfg: ProxylessConfig, supernet: Supernet, regularizer: str | None) -> ArchObjective:
-    """Per-edge costs and the regulariser (Sec. 3.3.1); costs are also the REINFORCE reward's latency."""
-    table = None
-    if cfg.cost == "latency":
-        if not isinstance(supernet, MBConvSupernet):
-            raise UsageError("cost 'latency' is available on the MBConv spaces; use 'flops' on NAS-Bench-201")
-        table = (
-            LatencyTable.load(cfg.latency_table) if cfg.latency_table else supernet.measure_latency_table()
-        )
-    costs = supernet.edge_costs(cfg.cost, table=table)
+def latency_settings(cfg: ProxylessConfig) -> LatencySettings:
+    return LatencySettings(
+        table=cfg.latency_table,
+        device=cfg.latency_device,
+        batch_size=cfg.latency_batch_size,
+        warmup=cfg.latency_warmup,
+        repeats=cfg.latency_repeats,
+        rounds=cfg.latency_rounds,
+        check_n=cfg.latency_check_n,
+    )
+
+
+def objective_latency(cfg: ProxylessConfig, supernet: Supernet, accelerator: str) -> SearchLatency | None:
+    """The latency table of a ``cost: latency`` search (None for other costs), via `latency_search`."""
+    if cfg.cost != "latency":
+        return None
+    if not isinstance(supernet, MBConvSupernet):
+        raise UsageError("cost 'latency' is available on the MBConv spaces; use 'flops' on NAS-Bench-201")
+    return search_latency(supernet.space, latency_settings(cfg), accelerator, supernet.num_classes)
+
+
+def build_objective(
+    cfg: ProxylessConfig, supernet: Supernet, regularizer: str | None, latency: SearchLatency | None = None
+) -> ArchObjective:
+    """Per-edge costs and the regulariser (Sec. 3.3.1); costs are also the REINFORCE reward's latency.
+    A latency cost reads `latency.table` (built on the CPU here when none is given)."""
+    if cfg.cost == "latency" and latency is None:
+        latency = objective_latency(cfg, supernet, "cpu")
+    costs = supernet.edge_costs(cfg.cost, table=latency.table if latency is not None else None)
     ref = cfg.ref if cfg.ref is not None else uniform_cost(costs)
     params = {
         "add": {"lam": cfg.lam if cfg.lam is not None else 0.1 / ref},
@@ -280,7 +308,8 @@ class ProxylessNAS(Method):
         start = time.perf_counter()
         L.seed_everything(run.seed, workers=True, verbose=False)
         supernet = setup.build(run.space, run.task, cfg, size, mode)
-        objective = build_objective(cfg, supernet, regularizer)
+        latency = objective_latency(cfg, supernet, run.trainer.accelerator)
+        objective = build_objective(cfg, supernet, regularizer, latency)
         datamodule = data_task.datamodule(
             search_preset(data_task, preset, size, setup.extra), run.data_dir, run.seed
         )
@@ -321,6 +350,7 @@ class ProxylessNAS(Method):
             "cost_kind": objective.costs.kind if objective.costs else None,
             "cost_unit": objective.costs.unit if objective.costs else None,
             "cost_ref": objective.ref,
+            "latency_table": latency.record() if latency is not None else None,
             "derived_expected_cost": objective.costs.arch_cost(chosen) if objective.costs else None,
             "supernet_epochs": settings.total_epochs,
             "supernet_seconds": supernet_seconds,

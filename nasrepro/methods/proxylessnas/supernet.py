@@ -45,7 +45,8 @@ from nasrepro.methods.proxylessnas.blocks import (
     candidate_op,
     conv_bn_act,
 )
-from nasrepro.methods.proxylessnas.cost import LatencyTable, latency_key, measure_latency
+from nasrepro.methods.proxylessnas.cost import LatencyTable
+from nasrepro.methods.proxylessnas.latency_lut import edge_costs as lut_edge_costs
 from nasrepro.methods.proxylessnas.mixed_edge import AllPathsEdge, MixedEdge
 from nasrepro.methods.proxylessnas.spaces import (
     MBConvSpaceConfig,
@@ -244,12 +245,28 @@ class Supernet(nn.Module):
         return total / len(self.groups)
 
     def expected_cost(self, costs: EdgeCosts) -> Tensor:
-        """E[cost] over `cost_probs()` (the sampled pair in ``two`` mode), differentiable in alpha."""
+        """E[cost] over `cost_probs()` (the sampled pair in ``two`` mode), differentiable in alpha.
+
+        The per-edge cost vectors (latency look-ups, FLOPs) live on alpha's device: copied there once
+        per (costs, device, dtype) and reused, not sent from the host at every architecture step.
+        """
         total = costs.constant
-        for leader, per_edge in zip(self.leaders(), costs.per_edge, strict=True):
-            q = leader.cost_probs()
-            total = total + (q * torch.as_tensor(per_edge, dtype=q.dtype, device=q.device)).sum()
+        for leader, f in zip(self.leaders(), self.cost_tensors(costs), strict=True):
+            total = total + (leader.cost_probs() * f).sum()
         return total  # type: ignore[return-value]
+
+    def cost_tensors(self, costs: EdgeCosts) -> list[Tensor]:
+        """`costs.per_edge` as tensors on the alphas' device and dtype (cached)."""
+        alpha = self.arch_parameters()[0]
+        key = (id(costs), alpha.device, alpha.dtype)
+        cache = self.__dict__.setdefault("_cost_tensors", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = (
+                costs,  # keeps id(costs) valid while cached
+                [torch.as_tensor(c, dtype=alpha.dtype, device=alpha.device) for c in costs.per_edge],
+            )
+        return cache[key][1]
 
     def mean_cost(self, costs: EdgeCosts) -> float:
         """E[cost] under the full p (for logging; independent of the last sample)."""
@@ -353,19 +370,18 @@ class MBConvSupernet(Supernet):
         """F(o_j) for every candidate of every block, and the stem/first-block/head constant.
 
         ``flops``/``params``: counted on the supernet's own candidate modules at their position;
-        ``zero`` costs 0. ``latency``: looked up in `table` (keys of `latency_table_keys`).
+        ``zero`` costs 0. ``latency``: looked up in `table` through `latency_lut.edge_costs`, the same
+        layout (keys, input size from the table) that ``build-lut`` measures and ``check-lut`` checks.
         """
         size = input_size or self.config.input_size
         if kind == "latency":
             if table is None:
                 raise UsageError(
-                    "cost kind 'latency' needs a LatencyTable (released mobile_trim.yaml, or one measured "
-                    "with measure_latency_table)"
+                    "cost kind 'latency' needs a LatencyTable (latency_search.search_latency: built by "
+                    "build-lut's code on the trainer's device, or a table file)"
                 )
-            keys = self.latency_table_keys(size)
-            per_edge = tuple(tuple(0.0 if k is None else table[k] for k in edge) for edge in keys["edges"])
-            constant = sum(table[k] for k in keys["fixed"])
-            return EdgeCosts(kind, per_edge, constant, COST_UNITS[kind])
+            costs, constant = lut_edge_costs(self.space, table)
+            return EdgeCosts(kind, tuple(tuple(c) for c in costs), constant, COST_UNITS[kind])
         cfg = self.config
         res = self.slot_resolutions(size)
         stem_out = math.ceil(size / cfg.stem_stride)
@@ -394,85 +410,6 @@ class MBConvSupernet(Supernet):
             + self._count(kind, self.classifier, (cfg.head_width,))
         )
         return EdgeCosts(kind, tuple(per_edge), constant, COST_UNITS[kind])
-
-    def latency_table_keys(self, input_size: int | None = None) -> dict[str, Any]:
-        """The released LUT's keys: per block and candidate (None for zero), and the fixed layers."""
-        cfg = self.config
-        size = input_size or cfg.input_size
-        stem_out = math.ceil(size / cfg.stem_stride)
-
-        def hwc(h: int, c: int) -> str:
-            return f"{h}x{h}x{c}"
-
-        edges = []
-        for slot, (h_in, h_out) in zip(self.space.slots, self.slot_resolutions(size), strict=True):
-            row = []
-            for code in slot.choices:
-                op = candidate_op(code)
-                row.append(
-                    None
-                    if op.is_zero
-                    else latency_key(
-                        "expanded_conv",
-                        hwc(h_in, slot.c_in),
-                        hwc(h_out, slot.c_out),
-                        expand=op.expand,
-                        kernel=op.kernel,
-                        stride=slot.stride,
-                        idskip=int(slot.allows_zero),
-                    )
-                )
-            edges.append(tuple(row))
-        h_last = self.slot_resolutions(size)[-1][1]
-        fixed = (
-            latency_key("Conv", hwc(size, 3), hwc(stem_out, cfg.stem_width)),
-            latency_key(
-                "expanded_conv",
-                hwc(stem_out, cfg.stem_width),
-                hwc(stem_out, cfg.first_width),
-                expand=1,
-                kernel=3,
-                stride=1,
-                idskip=0,
-            ),
-            latency_key("Conv_1", hwc(h_last, cfg.widths[-1]), hwc(h_last, cfg.head_width)),
-            latency_key("Logits", hwc(h_last, cfg.head_width), str(self.num_classes)),
-        )
-        return {"edges": edges, "fixed": fixed}
-
-    def measure_latency_table(self, warmup: int = 5, repeats: int = 20, device: str = "cpu") -> LatencyTable:
-        """A CPU (or `device`) LUT for this space measured here: batch 1, warm-up, median (fact sheet
-        item 3: the only honestly reproducible hardware path on a CPU box). Each distinct key is timed
-        once on a fresh module of its shape."""
-        cfg = self.config
-        size = cfg.input_size
-        stem_out = math.ceil(size / cfg.stem_stride)
-        keys = self.latency_table_keys(size)
-        modules: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
-        for slot, row, (h_in, _) in zip(
-            self.space.slots, keys["edges"], self.slot_resolutions(size), strict=True
-        ):
-            for code, key in zip(slot.choices, row, strict=True):
-                if key is not None and key not in modules:
-                    op = candidate_op(code).build(slot.c_in, slot.c_out, slot.stride)
-                    block = MobileInvertedResidualBlock(op, slot.c_in, slot.c_out, slot.stride)
-                    modules[key] = (block, (1, slot.c_in, h_in, h_in))
-        h_last = self.slot_resolutions(size)[-1][1]
-        head = nn.Sequential(self.global_avg_pool, nn.Flatten(), self.classifier)
-        fixed_shapes = (
-            (self.first_conv, (1, 3, size, size)),
-            (self.blocks[0], (1, cfg.stem_width, stem_out, stem_out)),
-            (self.feature_mix_layer, (1, cfg.widths[-1], h_last, h_last)),
-            (head, (1, cfg.head_width, h_last, h_last)),
-        )
-        for key, (module, shape) in zip(keys["fixed"], fixed_shapes, strict=True):
-            modules.setdefault(key, (module, shape))
-        table = LatencyTable(meta={"source": f"measured on {device}", "batch_size": 1, "warmup": warmup})
-        for key, (module, shape) in modules.items():
-            result = measure_latency(module, shape, device=device, warmup=warmup, repeats=repeats)
-            table[key] = result["latency_ms"]
-            table.meta.update(device=result["device"], threads=result["threads"], repeats=repeats)
-        return table
 
 
 # --- NAS-Bench-201 ----------------------------------------------------------------------------------
