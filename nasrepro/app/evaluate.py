@@ -103,7 +103,13 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
         metric=task.metric.name,
         best_arch=req.arch if reference is not None else str(arch),
         metrics=Metrics.from_dict(
-            {"val": result["val"], "test": result["test"], **hw, "train_seconds": result["train_seconds"]}
+            {
+                "val": result["val"],
+                "test": result["test"],
+                **hw,
+                "train_seconds": result["train_seconds"],
+                **{k: result[k] for k in ("val_seeds", "test_seeds", "best_epochs") if k in result},
+            }
         ),
         search_cost=SearchCost(
             **search_cost(wall, compute_device(task)),

@@ -111,7 +111,8 @@ def fit_and_evaluate(
     The numbers are those of the final model, as in the papers' final-training recipes, or with
     `select: best-val` those of the epoch with the best validation score. With `repeats: n` the
     network is trained n times -- `model` under `seed`, then fresh networks from `build()` under
-    seeds seed+1, ... -- and `val`/`test` are the means (per-seed values in `val_seeds`/`test_seeds`).
+    seeds seed+1, ... -- and `val`/`test` are the means (per-seed values in `val_seeds`/`test_seeds`,
+    one each without repeats; the selected epochs in `best_epochs`).
     """
     repeats = preset.recipe.repeats
     if repeats > 1 and build is None:
@@ -122,8 +123,6 @@ def fit_and_evaluate(
             L.seed_everything(seed + r, workers=True, verbose=False)  # the fresh network's weights
             model = build()  # type: ignore[misc]
         runs.append(_fit_once(task, model, preset, seed + r, data_dir, callbacks, trainer_kwargs))
-    if repeats == 1:
-        return runs[0]
     out: dict[str, Any] = {
         "val": sum(r["val"] for r in runs) / repeats,
         "test": sum(r["test"] for r in runs) / repeats,

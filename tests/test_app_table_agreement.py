@@ -1,0 +1,50 @@
+"""The table-agreement study (issue 16 item 2): stratified by table validation accuracy, rank and
+absolute agreement with bootstrap intervals, and a noise ceiling that behaves like one."""
+
+import numpy as np
+import pytest
+
+from nasrepro.app.studies.table_agreement import agreement, stratified_archs
+from nasrepro.tasks import get_task
+
+
+def test_sample_takes_one_architecture_per_validation_stratum():
+    task = get_task("nasbench-graph/cora")
+    archs = stratified_archs(task, 12)
+    assert archs == stratified_archs(task, 12) and len(set(archs)) == 12
+    space, table = task.space(), task.table()
+    vals = [table.lookup(space.parse(a)).val for a in archs]
+    assert vals == sorted(vals)  # strata are in order of validation accuracy
+    assert vals[0] < 70 and vals[-1] > 80  # the whole range, not a 6-point band
+
+
+def test_agreement_ranks_a_faithful_replica_high_and_a_reversed_one_negative():
+    rng = np.random.default_rng(0)
+    table = np.linspace(60, 84, 40)
+    spread = np.full(40, 0.5)
+    faithful = agreement(table + rng.normal(0, 0.4, 40), table, spread)
+    assert faithful["spearman"] > 0.95 and faithful["mean_abs_diff"] < 1
+    lo, hi = faithful["spearman_ci95"]
+    assert lo <= faithful["spearman"] <= hi
+    reversed_ = agreement(table[::-1].copy(), table, spread)
+    assert reversed_["spearman"] < -0.95 and reversed_["kendall"] < -0.9
+
+
+def test_noise_ceiling_falls_with_the_per_seed_spread():
+    table = np.linspace(78, 82, 30)  # a narrow band, like a search's top quartile
+    quiet = agreement(table, table, np.full(30, 0.01))
+    noisy = agreement(table, table, np.full(30, 2.0))
+    assert quiet["ceiling_spearman"] > 0.99 > noisy["ceiling_spearman"]
+    assert noisy["ceiling_mean_abs_diff"] == pytest.approx(2 * np.sqrt(2 / 3) * np.sqrt(2 / np.pi), rel=0.1)
+
+
+def test_vectorised_rank_statistics_equal_scipy_with_ties():
+    from scipy import stats
+
+    from nasrepro.app.studies.table_agreement import kendall_b, spearman
+
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 6, (5, 25)).astype(float), rng.integers(0, 6, (5, 25)).astype(float)
+    for i in range(5):
+        assert kendall_b(x, y)[i] == pytest.approx(stats.kendalltau(x[i], y[i]).statistic)
+        assert spearman(x, y)[i] == pytest.approx(stats.spearmanr(x[i], y[i]).statistic)
