@@ -165,8 +165,12 @@ class MemNet(Method):
                 break
             grown, trimmed = adapter.grow(incumbent), adapter.trim(incumbent)
             fresh = [a for a in grown + trimmed if not evaluator.seen(a)]
-            mems = [memory(a) for a in fresh]
-            candidates = [a for a, m in zip(fresh, mems, strict=True) if within_bound(m, cfg.memory_bound_mb)]
+            # the bound needs every candidate's memory; without one, only trained networks are measured
+            candidates = [
+                a
+                for a in fresh
+                if cfg.memory_bound_mb is None or within_bound(memory(a), cfg.memory_bound_mb)
+            ]
             log: dict[str, Any] = {
                 "round": r,
                 "grown": len(grown),
