@@ -113,6 +113,9 @@ class ProxylessConfig(MethodConfig):
     rl_updates_per_epoch: int | None = None
     rl_tradeoff: float = 0.1
     rl_baseline_quirk: bool = True
+    #: images of the task's train split held out for architecture steps (None: the task's / space
+    #: family's default; the released ImageNet search holds out 50,000)
+    valid_size: int | None = None
     #: supernet size preset "smoke" | "cpu" | "paper" (None: the run's preset)
     preset: str | None = None
     #: NB201 supernet size (None: the preset's)
@@ -180,6 +183,13 @@ SPACE_SETUPS: dict[type, SpaceSetup] = {
         "nb201", _build_nb201, _cifar10_images, _refuse_other_than_cifar10, {"valid_size": 25_000}
     ),
 }
+
+
+def hold_out(setup: SpaceSetup, cfg: ProxylessConfig) -> dict[str, Any]:
+    """The data task's recipe changes: the family's (NB201: 25k) with `cfg.valid_size` on top."""
+    if cfg.valid_size is not None and cfg.valid_size < 1:
+        raise UsageError(f"valid_size must be a positive number of images, got {cfg.valid_size}")
+    return {**setup.extra, **({"valid_size": cfg.valid_size} if cfg.valid_size is not None else {})}
 
 
 def space_setup(space: Space) -> SpaceSetup | None:
@@ -311,7 +321,7 @@ class ProxylessNAS(Method):
         latency = objective_latency(cfg, supernet, run.trainer.accelerator)
         objective = build_objective(cfg, supernet, regularizer, latency)
         datamodule = data_task.datamodule(
-            search_preset(data_task, preset, size, setup.extra), run.data_dir, run.seed
+            search_preset(data_task, preset, size, hold_out(setup, cfg)), run.data_dir, run.seed
         )
         module = ProxylessSearchModule(
             supernet,
@@ -356,6 +366,7 @@ class ProxylessNAS(Method):
             "supernet_seconds": supernet_seconds,
             "search_preset": {"preset": preset, **dataclasses.asdict(size)},
             "data_task": data_task.name,
+            "hold_out": hold_out(setup, cfg),
             "log": module.summary(),
         }
         return SearchResult(best_arch=query.arch, extra=extra, overhead_seconds=supernet_seconds)
