@@ -168,7 +168,7 @@ def test_hyper_sampler_bounds_counts_and_refresh(graphs_and_dist) -> None:
 
 def test_distance_cache_solves_each_pair_once(graphs_and_dist) -> None:
     graphs, dist = graphs_and_dist
-    cache = DistanceCache(OTMANN("mlp-reg"))
+    cache = DistanceCache(OTMANN("mlp-reg"), shared=False)
     first = cache.matrix(graphs[:5], graphs)
     assert np.allclose(first, dist.numpy()[:, :5, :], atol=1e-9)
     solved = cache.solved

@@ -1,5 +1,9 @@
-"""NASBOT (Kandasamy et al., NeurIPS 2018): layer graphs (`graph`) and the OTMANN distance (`otmann`).
+"""NASBOT (Kandasamy et al., NeurIPS 2018): layer graphs (`graph`), the OTMANN distance (`otmann`),
+the GP surrogate (`gp`), the nine modifiers (`mutations`) and the evolutionary acquisition
+optimiser (`ea`), the ``nasbot-mlp`` space (`space`) and the ``nasbot`` method (`search`).
 
-Nothing is imported or registered here yet: the method itself (GP, EA, asynchronous workers) lands
-later, and importing `nasrepro.methods.nasbot.graph` must stay cheap (numpy only).
+Importing `graph`/`otmann` stays cheap (numpy only); the method's torch code is imported when a
+search runs.
 """
+
+from nasrepro.methods.nasbot import search, space  # noqa: F401  (registration)

@@ -7,7 +7,9 @@ layers) and, in CNNs, a stride (1 or 2 for conv/res layers, ``None`` otherwise).
 * ``cnn``: labels ip, op, fc, max-pool, avg-pool, softmax, conv3/5/7, res3/5/7
   (``get_cnn_layer_labels(max_conv_size=7)``);
 * ``mlp-reg`` / ``mlp-class``: ip, op, the rectifiers relu, crelu, leaky-relu, softplus, elu, the
-  sigmoids logistic, tanh, and the decision layer ``linear`` (regression) or ``softmax``.
+  sigmoids logistic, tanh, and the decision layer ``linear`` (regression) or ``softmax``;
+* ``nb201`` (our addition, not the paper's): the graph view of a NAS-Bench-201 cell (`nb201_view`),
+  labels ip, op, conv1, conv3, avg-pool (stride 1, so no image-size checks) and softmax.
 
 Validity (`LayerGraph.__post_init__`, one `UsageError` line naming the first bad layer) follows the
 reference's checks: known labels, one ip and one op, positive integer units on processing
@@ -38,6 +40,8 @@ from nasrepro.methods.nasbot.canonical import canonical_ranks
 MLP_RECTIFIERS: tuple[str, ...] = ("relu", "crelu", "leaky-relu", "softplus", "elu")
 MLP_SIGMOIDS: tuple[str, ...] = ("logistic", "tanh")
 CONV_LABELS: tuple[str, ...] = ("conv3", "res3", "conv5", "res5", "conv7", "res7")
+#: the NAS-Bench-201 cell view's 1x1 convolution (kind ``nb201``; see `nb201_view`)
+NB201_CONV_LABELS: tuple[str, ...] = ("conv1", "conv3")
 POOL_LABELS: tuple[str, ...] = ("max-pool", "avg-pool")
 DECISION_LABELS: frozenset[str] = frozenset({"softmax", "linear"})
 
@@ -46,16 +50,18 @@ LABELS: dict[str, tuple[str, ...]] = {
     "cnn": ("ip", "op", "fc", *POOL_LABELS, "softmax", *CONV_LABELS),
     "mlp-reg": ("ip", "op", *MLP_RECTIFIERS, *MLP_SIGMOIDS, "linear"),
     "mlp-class": ("ip", "op", *MLP_RECTIFIERS, *MLP_SIGMOIDS, "softmax"),
+    "nb201": ("ip", "op", "avg-pool", "softmax", *NB201_CONV_LABELS),
 }
 #: Layer groups of the structural penalty (`otmann.py`: CNN/MLP_STRUCTURAL_PENALTY_GROUPS).
 GROUPS: dict[str, tuple[str, ...]] = {
     "cnn": ("all", "conv", "pool", "fc"),
     "mlp-reg": ("all", "rectifier", "sigmoid"),
     "mlp-class": ("all", "rectifier", "sigmoid"),
+    "nb201": ("all", "conv", "pool"),
 }
 PATH_LENGTH_TYPES: tuple[str, ...] = ("shortest", "longest", "rw")
 _GROUP_OF: dict[str, str] = {
-    **{label: "conv" for label in CONV_LABELS},
+    **{label: "conv" for label in CONV_LABELS + NB201_CONV_LABELS},
     **{label: "pool" for label in POOL_LABELS},
     "fc": "fc",
     **{label: "rectifier" for label in MLP_RECTIFIERS},

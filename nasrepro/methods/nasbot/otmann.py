@@ -37,6 +37,7 @@ from nasrepro.methods.nasbot.graph import (
     LABELS,
     MLP_RECTIFIERS,
     MLP_SIGMOIDS,
+    NB201_CONV_LABELS,
     POOL_LABELS,
     LayerGraph,
 )
@@ -64,7 +65,7 @@ except ImportError:  # pragma: no cover - other POT layouts
 def _cnn_label_cost(a: str, b: str, nas: float) -> float:
     if a == b:
         return 0.0
-    a_conv, b_conv = a in CONV_LABELS, b in CONV_LABELS
+    a_conv, b_conv = a in CONV_LABELS + NB201_CONV_LABELS, b in CONV_LABELS + NB201_CONV_LABELS
     if a_conv and b_conv:
         raw = CONV_SCALE * np.sqrt(float(abs(int(a[-1]) - int(b[-1]))))
         if a[:-1] == b[:-1]:  # conv <-> conv or res <-> res
@@ -87,7 +88,13 @@ def _mlp_label_cost(a: str, b: str, nas: float) -> float:
     return np.inf
 
 
-_LABEL_COST = {"cnn": _cnn_label_cost, "mlp-reg": _mlp_label_cost, "mlp-class": _mlp_label_cost}
+#: the NB201 view prices conv1 <-> conv3 with the CNN filter-size rule: sqrt(2)/10 * sqrt(2) = 0.2
+_LABEL_COST = {
+    "cnn": _cnn_label_cost,
+    "mlp-reg": _mlp_label_cost,
+    "mlp-class": _mlp_label_cost,
+    "nb201": _cnn_label_cost,
+}
 
 
 @functools.cache
