@@ -4,6 +4,7 @@ from pathlib import Path
 
 from nasrepro.app.requests import SearchRequest
 from nasrepro.app.search import run_search
+from nasrepro.tracking import optima
 from nasrepro.tracking.leaderboard import build, group
 from nasrepro.tracking.record import Record
 from nasrepro.tracking.records import iter_loaded
@@ -35,10 +36,23 @@ def make_records(tmp_path, monkeypatch, toy_task):
 
 def test_leaderboard_rows_and_byte_stability(tmp_path, monkeypatch, toy_task):
     make_records(tmp_path, monkeypatch, toy_task)
-    first = build(tmp_path)
+    optima.write(tmp_path, {"toy": optima.compute(toy_task.table().items(), source="toy table")})
+    readmes = tmp_path / "methods"
+    (readmes / "random").mkdir(parents=True)
+    (readmes / "random" / "README.md").write_text(
+        "Hand text.\n<!-- leaderboard:results@toy:begin -->\n<!-- leaderboard:results@toy:end -->\n"
+    )
+    first = build(tmp_path, readmes_dir=readmes)
     snapshot = {p: p.read_bytes() for p in first}
-    second = build(tmp_path)
-    assert first == second and all(p.read_bytes() == snapshot[p] for p in second)
+    second = build(tmp_path, readmes_dir=readmes)
+    assert [p for p in first if p.suffix != ".md" or p.name == "LEADERBOARD.md"] == second
+    assert all(p.read_bytes() == snapshot[p] for p in second)
+    block = (readmes / "random" / "README.md").read_text()
+    assert block.startswith("Hand text.\n") and "| toy | random | smoke | 10 | 3 |" in block
+    assert any(p.name == "toy_regret.png" for p in first)  # the optimum is known: regret curves
+    for name in ("leaderboard_ranks.json", "leaderboard_claims.json"):
+        assert (tmp_path / name).exists()
+    assert json.loads((tmp_path / "leaderboard.json").read_text())[0]["charged_seconds_mean"] is not None
     board = (tmp_path / "LEADERBOARD.md").read_text()
     assert "## toy" in board
     rows = [line for line in board.splitlines() if line.startswith("| random ")]

@@ -1,9 +1,16 @@
 """The leaderboard: tables and figures built from run records alone, byte-stable on rebuild.
 
 Per task, one row per (method, preset, budget, reward): n seeds, mean ± std of the final test
-metric, relative improvement over random sampling (Yang, Esperança & Carlucci, ICLR 2020, Section
-3: RI = 100 * (m - r) / r against the randomly sampled average architecture), search cost, and
-the number the method's paper reported (from `methods/<paper>/paper.yaml`) with the difference.
+metric, the incumbent's cost where the records carry one (memory, latency, FLOPs: `pareto`),
+relative improvement over random sampling (Yang, Esperança & Carlucci, ICLR 2020, Section 3:
+RI = 100 * (m - r) / r against the randomly sampled average architecture), a tested verdict
+against random search (`stats`), the search cost (charged cost and method overhead apart:
+`cost`), and the number the method's paper reported with the difference. Then, from the same
+rows: regret curves per table task (`regret`, optimum from `optima`), the Pareto front of
+accuracy vs memory per task (`pareto`), cross-task mean ranks with Friedman tests and CD diagrams
+(`ranks`), and the paper-claims verdicts (`claims`). Exports: `leaderboard.csv`/`.json` (rows),
+`leaderboard_ranks.json`, `leaderboard_claims.json`; a `wandb.Table` when W&B is on; generated
+blocks in method READMEs (`readme_blocks`).
 """
 
 from __future__ import annotations
@@ -21,12 +28,27 @@ from typing import Any
 import yaml
 
 from nasrepro.atomic import atomic_write_text
-from nasrepro.tracking import cost
+from nasrepro.tracking import claims, cost, optima, pareto, ranks, readme_blocks, regret
 from nasrepro.tracking.record import Record
 from nasrepro.tracking.records import iter_loaded
 from nasrepro.tracking.stats import Verdict, verdicts
 
 METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
+#: the repository's own results folder: only its leaderboard rewrites the method READMEs' blocks
+REPO_RESULTS = Path(__file__).resolve().parents[2] / "results"
+AUTO = Path("<auto>")
+SUITE_CITATION = "nasrepro (this repository; cite the commit named in the section's records)"
+#: how to cite a task's benchmark or data set, by task-name prefix
+BENCHMARK_CITATIONS = {
+    "nasbench201/": "Dong & Yang, NAS-Bench-201, ICLR 2020",
+    "nasbench-graph/": "Qin et al., NAS-Bench-Graph, NeurIPS 2022 Datasets and Benchmarks",
+    "cora": "Planetoid split: Yang, Cohen & Salakhutdinov, ICML 2016",
+    "citeseer": "Planetoid split: Yang, Cohen & Salakhutdinov, ICML 2016",
+    "pubmed": "Planetoid split: Yang, Cohen & Salakhutdinov, ICML 2016",
+    "cifar10": "Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009",
+    "imagenet": "Russakovsky et al., ImageNet LSVRC, IJCV 2015",
+    "ptb": "Marcus et al., Penn Treebank, 1993 (Mikolov's preprocessing)",
+}
 GroupKey = tuple[str, str, str, int | None, str]  # task, method, preset, budget, reward
 
 
@@ -157,7 +179,16 @@ def _machines(rows: list[Row]) -> str:
     return f"machines: {', '.join(cpus)}; commits: {', '.join(commits)}"
 
 
-def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str], dict[str, Any]]) -> str:
+def render_markdown(
+    by_task: dict[str, list[Row]],
+    papers: dict[tuple[str, str], dict[str, Any]],
+    *,
+    figures: set[str] | None = None,
+    extra_sections: str = "",
+    papers_cited: dict[str, str] | None = None,
+) -> str:
+    """The markdown leaderboard; `figures` are the written figure names (relative paths) to link,
+    `extra_sections` the cross-task sections appended after the task tables."""
     out = io.StringIO()
     out.write("# nasrepro leaderboard\n\n")
     out.write(
@@ -178,28 +209,54 @@ def render_markdown(by_task: dict[str, list[Row]], papers: dict[tuple[str, str],
         metric = rows[0].records[0].metric
         direction = "higher" if rows[0].direction == "max" else "lower"
         out.write(f"\n## {task}\n\nTest {metric} ({direction} is better). {_machines(rows)}.\n\n")
+        costs = any(pareto.render(r.records) != "—" for r in rows)
         out.write(
-            "| method | preset | scale | budget | reward | n | test | RI vs random sampling | vs random search "
-            "| cost | paper | Δ vs paper | flags |\n"
+            "| method | preset | scale | budget | reward | n | test "
+            + ("| incumbent cost " if costs else "")
+            + "| RI vs random sampling | vs random search | cost | paper | Δ vs paper | flags |\n"
         )
-        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        out.write("|---|---|---|---|---|---|---|" + ("---|" if costs else "") + "---|---|---|---|---|---|\n")
         for row, verdict in zip(rows, versus_random(rows), strict=True):
             paper, delta = _paper(row, papers)
             scale = row.records[0].scale
+            incumbent = f" {pareto.render(row.records)} |" if costs else ""
             out.write(
                 f"| {row.method} | {row.preset} | {scale} | {row.budget or '—'} | {row.reward} | "
-                f"{len(row.records)} | {_mean_std(row.tests)} | {_relative_improvement(row, rows)} | "
+                f"{len(row.records)} | {_mean_std(row.tests)} |{incumbent} {_relative_improvement(row, rows)} | "
                 f"{verdict.render() if verdict else '—'} | {_cost(row)} | {paper} | {delta} | "
                 f"{flags(row) or '—'} |\n"
             )
+        names = _figure_names(task)
         if any(len(r.records[0].history) > 1 for r in rows):
-            out.write(f"\n![best so far]({_figure_names(task)[0]})\n")
+            out.write(f"\n![best so far]({names[0]})\n")
+        if figures is not None and names[2] in figures:
+            out.write(f"\n![test regret]({names[2]})\n")
+        if figures is not None and names[3] in figures:
+            out.write(f"\n![accuracy vs memory]({names[3]})\n")
+        out.write(f"\n{_how_to_cite(task, rows, papers_cited)}\n")
+    if extra_sections:
+        out.write(extra_sections)
     return out.getvalue()
 
 
-def _figure_names(task: str) -> tuple[str, str]:
+def _how_to_cite(task: str, rows: list[Row], papers_cited: dict[str, str] | None) -> str:
+    """One line: the suite, the task's benchmark or data set, and the papers of its methods."""
+    benchmark = next((c for prefix, c in BENCHMARK_CITATIONS.items() if task.startswith(prefix)), "")
+    cited = papers_cited or {}
+    methods = sorted({row.base_and_tag[0].split("-")[0] for row in rows} & set(cited))
+    parts = [SUITE_CITATION] + ([benchmark] if benchmark else [])
+    parts += [f"{m}: {cited[m]}" for m in methods]
+    return "How to cite: " + "; ".join(parts) + "."
+
+
+def _figure_names(task: str) -> tuple[str, str, str, str]:
     slug = task.replace("/", "_")
-    return f"figures/{slug}_best_so_far.png", f"figures/{slug}_accuracy_vs_cost.png"
+    return (
+        f"figures/{slug}_best_so_far.png",
+        f"figures/{slug}_accuracy_vs_cost.png",
+        f"figures/{slug}_regret.png",
+        f"figures/{slug}_pareto_memory.png",
+    )
 
 
 def _incumbent_curves(record: Record) -> tuple[list[float], list[float]]:
@@ -223,7 +280,7 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
 
     written = []
     metric = rows[0].records[0].metric
-    best_path, scatter_path = (results_dir / name for name in _figure_names(task))
+    best_path, scatter_path = (results_dir / name for name in _figure_names(task)[:2])
     best_path.parent.mkdir(parents=True, exist_ok=True)
     if any(len(r.records[0].history) > 1 for r in rows):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
@@ -234,10 +291,10 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
             length = min(len(c[0]) for c in curves)
             if length < 2:
                 continue
-            x = np.arange(1, length + 1)
+            x = regret.grid(length)  # log-spaced: the axis is logarithmic
             label = f"{row.method} ({row.preset}, b={row.budget}, n={len(row.records)})"
             for ax, idx in zip(axes, (0, 1), strict=True):
-                ys = np.array([c[idx][:length] for c in curves], dtype=float)
+                ys = np.array([c[idx][:length] for c in curves], dtype=float)[:, x - 1]
                 mean = np.nanmean(ys, axis=0)
                 line = ax.plot(x, mean, label=label, linewidth=1.2)[0]
                 if len(curves) > 1:
@@ -283,34 +340,148 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
     return written
 
 
-def build(results_dir: Path) -> list[Path]:
-    """Write `LEADERBOARD.md` and the figures for every record under `results_dir/runs`."""
+def _is_table_row(row: Row) -> bool:
+    return cost.is_table_record(row.records[0])
+
+
+def build(results_dir: Path, *, wandb: str = "disabled", readmes_dir: Path | None = AUTO) -> list[Path]:
+    """Write `LEADERBOARD.md`, its figures and exports for every record under `results_dir/runs`.
+
+    `wandb` logs the rows as a `wandb.Table` (offline/online); `readmes_dir` is the methods folder
+    whose READMEs' generated blocks are rewritten (default: the package's own, only when
+    `results_dir` is the repository's `results/`, so a scratch leaderboard never touches them).
+    """
     from nasrepro.errors import UsageError
 
     if not (results_dir / "runs").is_dir():
         raise UsageError(
             f"no records under {results_dir / 'runs'}; run `nasrepro search --out {results_dir}` first"
         )
-    by_task = group(record for _, record in iter_loaded(results_dir))
+    by_task = group(record for _, record in iter_loaded(results_dir, fast=True))
     papers = paper_numbers()
-    written = []
+    claim_list = claims.read_claims(METHODS_DIR)
+    cited = {c.method: c.citation for c in claim_list}
+    table_optima = optima.read(results_dir)
+    written: list[Path] = []
+    figures: set[str] = set()
+    final_regret: dict[tuple[str, str, str, int], float] = {}
     for task, rows in by_task.items():
         written += plot_task(task, rows, results_dir)
+        names = _figure_names(task)
+        metric = rows[0].records[0].metric
+        if task in table_optima and any(_is_table_row(r) for r in rows):
+            table_rows = [r for r in rows if _is_table_row(r)]
+            curves = regret.curves_for(table_rows, table_optima[task])
+            path = regret.plot(task, curves, table_optima[task], results_dir / names[2], metric)
+            if path is not None:
+                written.append(path)
+                figures.add(names[2])
+            for key, value in regret.final_regrets(curves).items():
+                final_regret[(task, *key)] = value
+        path = pareto.plot(task, rows, results_dir / names[3], metric)
+        if path is not None:
+            written.append(path)
+            figures.add(names[3])
+    ranked = ranks.cross_task_ranks([r for rows in by_task.values() for r in rows if _is_table_row(r)])
+    cd_names = {}
+    for r in ranked:
+        name = f"figures/cd_{r.slug}.png"
+        path = ranks.plot_cd(r, results_dir / name)
+        if path is not None:
+            written.append(path)
+            cd_names[r.slug] = name
+    all_rows = [r for rows in by_task.values() for r in rows]
+    judged = claims.judge_all(claim_list, all_rows)
+    missing_optima = sorted(
+        t for t, rows in by_task.items() if t not in table_optima and any(_is_table_row(r) for r in rows)
+    )
+    sections = _regret_note(missing_optima) + ranks.render(ranked, cd_names) + claims.render(judged)
     board = results_dir / "LEADERBOARD.md"
-    atomic_write_text(board, render_markdown(by_task, papers))
-    table = export_rows(by_task)
+    atomic_write_text(
+        board, render_markdown(by_task, papers, figures=figures, extra_sections=sections, papers_cited=cited)
+    )
+    table = export_rows(by_task, final_regret)
     csv_path, json_path = results_dir / "leaderboard.csv", results_dir / "leaderboard.json"
     atomic_write_text(json_path, json.dumps(table, indent=1, sort_keys=True) + "\n")
     atomic_write_text(csv_path, _csv(table))
-    return [board, csv_path, json_path, *written]
+    ranks_path, claims_path = results_dir / "leaderboard_ranks.json", results_dir / "leaderboard_claims.json"
+    atomic_write_text(ranks_path, json.dumps(ranks.export(ranked), indent=1, sort_keys=True) + "\n")
+    claims_table = [j.to_dict() for j in judged]
+    atomic_write_text(claims_path, json.dumps(claims_table, indent=1, sort_keys=True) + "\n")
+    from nasrepro.tracking.wandb_log import log_leaderboard
+
+    log_leaderboard(table, claims_table, wandb, results_dir / "wandb")
+    if readmes_dir is AUTO:
+        readmes_dir = METHODS_DIR if results_dir.resolve() == REPO_RESULTS.resolve() else None
+    changed = []
+    if readmes_dir is not None:
+        changed = readme_blocks.rewrite_readmes(readmes_dir, _block_renderer(by_task, judged))
+    return [board, csv_path, json_path, ranks_path, claims_path, *written, *changed]
 
 
-def export_rows(by_task: dict[str, list[Row]]) -> list[dict[str, Any]]:
+def _regret_note(missing: list[str]) -> str:
+    if not missing:
+        return ""
+    return (
+        f"\nNo regret curves for {', '.join(missing)}: the table optimum is not in `{optima.FILENAME}` "
+        "(see `nasrepro.tracking.optima` for the command that computes it once from the tables).\n"
+    )
+
+
+def _block_renderer(by_task: dict[str, list[Row]], judged: list[claims.Judged]) -> readme_blocks.Renderer:
+    """What a README block named `results`, `results@TASK` or `claims` shows (see `readme_blocks`)."""
+    from nasrepro.errors import DataError
+
+    def belongs(row: Row, method: str) -> bool:
+        name = row.base_and_tag[0]
+        return name == method or name.startswith(f"{method}-") or name.startswith(f"{method} ")
+
+    def cells(row: Row) -> list[str]:
+        return [
+            row.task,
+            row.method,
+            row.preset,
+            str(row.budget or "—"),
+            str(len(row.records)),
+            _mean_std(row.tests),
+            _cost(row),
+        ]
+
+    header = ["task", "row", "preset", "budget", "n", "test", "cost"]
+
+    def render(method: str, name: str, argument: str) -> str:
+        if name == "claims":
+            mine = [j for j in judged if j.claim.method == method]
+            return claims.render(mine).replace("\n## Paper claims\n", "").strip("\n") or "(no claims)"
+        if name == "results":
+            tasks = [argument] if argument else list(by_task)
+            if argument and argument not in by_task:
+                return f"(no records on {argument} yet)"
+            rows = [
+                r
+                for t in tasks
+                for r in by_task[t]
+                if belongs(r, method) or (argument and r.base_and_tag[0] == "random")
+            ]
+            note = "Generated by `nasrepro leaderboard` from the records; do not edit by hand."
+            return note + "\n\n" + readme_blocks.row_table(rows, cells, header) if rows else note
+        raise DataError(
+            f"unknown leaderboard block {name!r} in the {method} README (results, results@TASK, claims)"
+        )
+
+    return render
+
+
+def export_rows(
+    by_task: dict[str, list[Row]], final_regret: dict[tuple[str, str, str, int], float] | None = None
+) -> list[dict[str, Any]]:
     """Every leaderboard row as plain values: one per method x task x budget x preset x reward."""
+    final_regret = final_regret or {}
     out = []
     for task, rows in by_task.items():
         for row, verdict in zip(rows, versus_random(rows), strict=True):
             tests = row.tests
+            regret_key = (task, row.method, row.preset, row.budget or 0)
             out.append(
                 {
                     "task": task,
@@ -325,6 +496,8 @@ def export_rows(by_task: dict[str, list[Row]]) -> list[dict[str, Any]]:
                     "queries_mean": statistics.mean(r.search_cost.queries for r in row.records),
                     "wall_seconds_mean": statistics.mean(r.search_cost.wall_seconds for r in row.records),
                     **cost.summary(row.records),
+                    **pareto.summary(row.records),
+                    "final_test_regret_median": final_regret.get(regret_key),
                     "flags": flags(row),
                     **({f"vs_random_{k}": v for k, v in verdict.to_dict().items()} if verdict else {}),
                 }

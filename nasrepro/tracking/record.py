@@ -83,21 +83,31 @@ def history_representatives(history: list[Any]) -> list[Any]:
     Checking 500 entries with jsonschema took 0.2 s per record, most of a table search's time. The
     item schema constrains key presence, types, one enum and minimums only (`HISTORY_KEYWORDS`, a
     test holds it to that), so one entry per (keys, value types, status) signature plus, for each
-    numeric field, the entry holding its smallest value, decides every constraint.
+    field with a minimum, the entry holding its smallest numeric value, decides every constraint.
     """
     if not all(isinstance(q, Mapping) for q in history):
         return list(history)
     chosen: dict[Any, Any] = {}
     lowest: dict[str, Any] = {}
+    bounded = _bounded_history_fields()
     for q in history:
-        signature = tuple(sorted((k, type(v).__name__) for k, v in q.items())) + (repr(q.get("status")),)
-        chosen.setdefault(signature, q)
-        for key, value in q.items():
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            if numeric and (key not in lowest or value < lowest[key][key]):
+        # key order is part of the signature: more representatives at worst, never fewer
+        signature = (tuple(q), tuple(map(type, q.values())), repr(q.get("status")))
+        if signature not in chosen:
+            chosen[signature] = q
+        for key in bounded:
+            value = q.get(key)
+            if type(value) in (int, float) and (key not in lowest or value < lowest[key][key]):
                 lowest[key] = q
     unique = {id(q): q for q in [*chosen.values(), *lowest.values()]}
     return list(unique.values())
+
+
+@cache
+def _bounded_history_fields() -> tuple[str, ...]:
+    """The history item fields the schema gives a `minimum`."""
+    items = schema()["properties"]["history"]["items"]["properties"]
+    return tuple(sorted(k for k, spec in items.items() if "minimum" in spec))
 
 
 def validate_fast(data: Mapping[str, Any]) -> None:

@@ -110,6 +110,46 @@ def log_record(record: dict[str, Any], mode: WandbMode, save_dir: Path) -> Path 
     return folder
 
 
+def log_leaderboard(
+    rows: list[dict[str, Any]], claims: list[dict[str, Any]], mode: str, save_dir: Path
+) -> Path | None:
+    """Log the leaderboard's rows and paper-claim verdicts as two `wandb.Table`s in one run
+    (job type "leaderboard"); None when W&B is disabled. Columns are the union of the rows' keys
+    (missing cells None), so the table holds exactly what `leaderboard.csv` holds."""
+    if check_mode(mode) == "disabled":
+        return None
+    _quiet()
+    import wandb
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(
+        project=PROJECT,
+        name="leaderboard",
+        mode=mode,
+        dir=str(save_dir),
+        job_type="leaderboard",
+        reinit="finish_previous",
+        settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True),
+    )
+    try:
+        for key, table in (("leaderboard", rows), ("paper_claims", claims)):
+            columns = sorted({k for row in table for k in row})
+            data = [[_cell(row.get(c)) for c in columns] for row in table]
+            run.log({key: wandb.Table(columns=columns, data=data)})
+        folder = Path(run.dir).parent
+    finally:
+        run.finish()
+        _teardown_at_exit(wandb)
+    return folder
+
+
+def _cell(value: Any) -> Any:
+    """A W&B table cell: lists and dicts as their JSON text (a column must keep one type)."""
+    import json
+
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+
+
 _teardown_registered = False
 
 

@@ -1,0 +1,180 @@
+"""Paper claims beside our measurements, with a verdict per claim (issue 16 item 4).
+
+Every entry under `results:` in `nasrepro/methods/<method>/paper.yaml` is a claim: the paper's
+number (`value`) for a leaderboard row (`row`, default the method's name) on a task, with the
+paper's table id (`table`), whether the number was checked against the paper (`verified`), and
+optionally `metric`, `setting`, the paper's reported spread (`spread`, e.g. its standard deviation
+over runs) or a stated `tolerance`. The verdict compares our row's mean over seeds with the claim:
+
+* **not yet run**: no record of that row on that task;
+* **not testable at this scale**: our rows are smoke or cpu-scale (not the paper's setting), so
+  the difference says how far a small run is from the paper, not whether the claim holds;
+* **reproduced**: our mean is at most `spread` (else `tolerance`, else `DEFAULT_TOLERANCE`
+  points) worse than the claim (better is reproduced too: the claim is "at least this good");
+* **not reproduced**: worse by more than that.
+
+When rows of several presets exist the most faithful one is judged (paper before cpu before smoke).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_TOLERANCE = 1.0  # metric points, when the paper states no spread
+PRESET_ORDER = {"paper": 0, "cpu": 1, "smoke": 2}
+TESTABLE_SCALES = ("paper setting", "table look-up")
+
+
+@dataclass(frozen=True)
+class Claim:
+    method: str
+    row: str
+    task: str
+    value: float
+    table: str
+    verified: bool
+    metric: str
+    setting: str
+    tolerance: float
+    tolerance_source: str  # "paper spread" | "stated tolerance" | "default"
+    citation: str
+
+
+@dataclass(frozen=True)
+class Judged:
+    claim: Claim
+    verdict: str
+    ours: float | None = None
+    ours_std: float | None = None
+    n: int = 0
+    preset: str = ""
+    scale: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.claim
+        return {
+            "method": c.method,
+            "row": c.row,
+            "task": c.task,
+            "metric": c.metric,
+            "claim": c.value,
+            "table": c.table,
+            "setting": c.setting,
+            "claim_verified": c.verified,
+            "tolerance": c.tolerance,
+            "tolerance_source": c.tolerance_source,
+            "ours_mean": self.ours,
+            "ours_std": self.ours_std,
+            "n": self.n,
+            "preset": self.preset,
+            "scale": self.scale,
+            "verdict": self.verdict,
+        }
+
+
+def _header_citation(path: Path) -> str:
+    """The paper named by the file's first comment ("# Numbers reported by <paper>, for the ...")."""
+    first = path.read_text().splitlines()[0] if path.read_text() else ""
+    prefix = "# Numbers reported by "
+    if not first.startswith(prefix):
+        return ""
+    return first[len(prefix) :].split(", for the")[0].strip()
+
+
+def read_claims(methods_dir: Path) -> list[Claim]:
+    """Every claim of every `paper.yaml` under `methods_dir`, in file order."""
+    out = []
+    for path in sorted(methods_dir.glob("*/paper.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        method = doc.get("method", path.parent.name)
+        citation = str(
+            doc.get("citation") or _header_citation(path) or f"nasrepro/methods/{path.parent.name}/README.md"
+        )
+        for entry in doc.get("results", []) or []:
+            if "spread" in entry:
+                tol, source = float(entry["spread"]), "paper spread"
+            elif "tolerance" in entry:
+                tol, source = float(entry["tolerance"]), "stated tolerance"
+            else:
+                tol, source = DEFAULT_TOLERANCE, "default"
+            out.append(
+                Claim(
+                    method=method,
+                    row=str(entry.get("row", method)),
+                    task=str(entry["task"]),
+                    value=float(entry["value"]),
+                    table=str(entry.get("table", "")),
+                    verified=bool(entry.get("verified", False)),
+                    metric=str(entry.get("metric", "")),
+                    setting=str(entry.get("setting", "")),
+                    tolerance=tol,
+                    tolerance_source=source,
+                    citation=citation,
+                )
+            )
+    return out
+
+
+def judge(claim: Claim, rows: Sequence[Any]) -> Judged:
+    """The verdict of one claim against the leaderboard rows of its task (`Row` objects)."""
+    candidates = [r for r in rows if r.task == claim.task and r.method == claim.row and r.tests]
+    if not candidates:
+        return Judged(claim, "not yet run")
+    row = min(candidates, key=lambda r: (PRESET_ORDER.get(r.preset, 9), -(r.budget or 0), r.reward != "val"))
+    tests = row.tests
+    mean = statistics.mean(tests)
+    std = statistics.stdev(tests) if len(tests) > 1 else None
+    scale = row.records[0].scale
+    base = dict(ours=mean, ours_std=std, n=len(tests), preset=row.preset, scale=scale)
+    if row.preset == "smoke" or not any(s in scale for s in TESTABLE_SCALES):
+        return Judged(claim, "not testable at this scale", **base)
+    sign = 1.0 if row.direction == "max" else -1.0
+    shortfall = sign * (claim.value - mean)
+    verdict = "reproduced" if shortfall <= claim.tolerance else "not reproduced"
+    return Judged(claim, verdict, **base)
+
+
+def judge_all(claims: Sequence[Claim], rows: Sequence[Any]) -> list[Judged]:
+    return [judge(c, rows) for c in claims]
+
+
+def render(judged: Sequence[Judged]) -> str:
+    if not judged:
+        return ""
+    lines = [
+        "\n## Paper claims\n",
+        "Every number in a method's `paper.yaml` beside ours (mean ± std over n seeds of the row "
+        "named by the claim; the most faithful preset present). Verdict: *reproduced* when ours is "
+        f"at most the paper's spread (else a stated tolerance, else {DEFAULT_TOLERANCE:g} point) "
+        "below the claim, *not reproduced* otherwise, *not testable at this scale* for cpu-scale or "
+        "smoke rows, *not yet run* without records. Claims marked unverified were not checked "
+        "against the paper's PDF.",
+        "",
+        "How to cite: the method's paper for the claim (last column), the suite (nasrepro, this "
+        "leaderboard's commit) for our number.",
+        "",
+        "| method | task | row | claim | ours | n | preset | Δ | verdict | paper |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for j in judged:
+        c = j.claim
+        mark = "" if c.verified else " (unverified)"
+        setting = f"; {c.setting}" if c.setting else ""
+        metric = f" {c.metric}" if c.metric else ""
+        claim = f"{c.value:g}{metric}{mark} [{c.table}{setting}] ± {c.tolerance:g} ({c.tolerance_source})"
+        if j.ours is None:
+            ours, delta = "—", "—"
+        else:
+            ours = f"{j.ours:.2f}" + (f" ± {j.ours_std:.2f}" if j.ours_std is not None else "")
+            delta = f"{j.ours - c.value:+.2f}"
+        lines.append(
+            f"| {c.method} | {c.task} | {c.row} | {claim} | {ours} | {j.n or '—'} | {j.preset or '—'} "
+            f"| {delta} | {j.verdict} | {c.citation} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,322 @@
+"""Leaderboard v2 from records alone (issue 16 item 4, issue 12 item 5): cross-task ranks with a
+Friedman test, regret curves, paper-claim verdicts, README blocks, incumbent costs and Pareto fronts."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasrepro.errors import DataError
+from nasrepro.tracking import claims, optima, pareto, ranks, readme_blocks, regret
+from nasrepro.tracking.leaderboard import Row
+from nasrepro.tracking.record import Record
+
+
+def make_record(
+    *,
+    method: str = "random",
+    task: str = "toy",
+    seed: int = 0,
+    test: float = 50.0,
+    history: list[tuple[float, float]] | None = None,
+    preset: str = "cpu",
+    scale: str = "table look-up of the benchmark's own training runs",
+    direction: str = "max",
+    extra_metrics: dict | None = None,
+    method_extra: dict | None = None,
+) -> Record:
+    """A valid search record; `history` is a list of (score, test) per unique query."""
+    history = history if history is not None else [(test, test)]
+    data = {
+        "schema_version": 1,
+        "kind": "search",
+        "method": method,
+        "task": task,
+        "space": {"name": "toy"},
+        "seed": seed,
+        "preset": preset,
+        "scale": scale,
+        "budget": max(len(history), 1),
+        "reward": "val",
+        "direction": direction,
+        "metric": "accuracy",
+        "best_arch": "a0",
+        "metrics": {"val": test, "test": test, **(extra_metrics or {})},
+        "search_cost": {"wall_seconds": 1.0, "device": "cpu", "device_hours": 0.0, "queries": len(history)},
+        "history": [
+            {"index": i, "arch": f"a{i}", "score": s, "test": t, "cumulative_cost": 0.0, "status": "ok"}
+            for i, (s, t) in enumerate(history)
+        ],
+        "duplicates": 0,
+        "config": {"preset": {"recipe": {"epochs": 0}}},
+        "versions": {"nasrepro": "0", "python": "3", "torch": "2"},
+        "machine": {},
+        "git_commit": "x",
+        "created": "now",
+    }
+    if method_extra is not None:
+        data["method_extra"] = method_extra
+    return Record.from_dict(data)
+
+
+def make_row(records: list[Record], budget: int | None = 100, preset: str = "cpu") -> Row:
+    r = records[0]
+    return Row(r.task, r.method, preset, budget, "val", records)
+
+
+# --- cross-task ranks ---------------------------------------------------------------------------
+
+
+def planted_rows(offsets: dict[str, float], n_tasks: int = 6, direction: str = "max") -> list[Row]:
+    rng = random.Random(0)
+    rows = []
+    for t in range(n_tasks):
+        for method, offset in offsets.items():
+            recs = [
+                make_record(
+                    method=method, task=f"t{t}", seed=s, test=60 + offset + rng.random(), direction=direction
+                )
+                for s in range(3)
+            ]
+            rows.append(make_row(recs))
+    return rows
+
+
+def test_friedman_ranks_find_a_planted_order():
+    ranked = ranks.cross_task_ranks(planted_rows({"best": 6.0, "middle": 3.0, "worst": 0.0}))
+    assert len(ranked) == 1
+    r = ranked[0]
+    assert r.mean_ranks == {"best": 1.0, "middle": 2.0, "worst": 3.0}
+    assert r.methods == ["best", "middle", "worst"]
+    assert r.test == "Friedman" and r.pvalue < 0.01 and r.critical_difference is not None
+
+
+def test_ranks_follow_the_metric_direction():
+    ranked = ranks.cross_task_ranks(planted_rows({"high": 6.0, "low": 0.0, "mid": 3.0}, direction="min"))
+    assert ranked[0].mean_ranks == {"low": 1.0, "mid": 2.0, "high": 3.0}
+
+
+def test_no_difference_is_not_significant():
+    rows = planted_rows({"a": 0.0, "b": 0.0, "c": 0.0}, n_tasks=8)
+    assert ranks.cross_task_ranks(rows)[0].pvalue > 0.05
+
+
+def test_incomplete_blocks_are_dropped_and_named():
+    cells = {(f"t{t}", m): float(t) for t in range(6) for m in ("a", "b", "c")}
+    cells.update({("t6", "a"): 1.0})  # t6 has only one method: the task goes
+    cells.update({(f"t{t}", "d"): 1.0 for t in range(2)})  # d misses four tasks: the method goes
+    tasks, methods, dropped_tasks, dropped_methods = ranks.complete_block(cells)
+    assert methods == ["a", "b", "c"] and dropped_methods == ["d"]
+    assert tasks == [f"t{t}" for t in range(6)] and dropped_tasks == ["t6"]
+    few = {(f"t{t}", m): 1.0 for t in range(4) for m in ("a", "b")}
+    assert ranks.rank_setting(("cpu", 100, "val"), few) is None  # fewer than five tasks
+
+
+def test_random_sampling_is_not_ranked_and_cd_diagram_is_written(tmp_path):
+    rows = planted_rows({"best": 6.0, "middle": 3.0, "random-sampling": -9.0})
+    ranked = ranks.cross_task_ranks(rows)
+    assert set(ranked[0].mean_ranks) == {"best", "middle"} and ranked[0].test == "Wilcoxon signed-rank"
+    assert ranks.plot_cd(ranked[0], tmp_path / "two.png") is None  # no diagram for two methods
+    three = ranks.cross_task_ranks(planted_rows({"best": 6.0, "middle": 3.0, "worst": 0.0}))
+    path = ranks.plot_cd(three[0], tmp_path / "cd.png")
+    assert path is not None and path.stat().st_size > 1000
+    text = ranks.render(three, {three[0].slug: "figures/cd.png"})
+    assert "| best | 1.00 |" in text and "How to cite" in text and "figures/cd.png" in text
+
+
+# --- regret curves --------------------------------------------------------------------------------
+
+OPT = optima.Optimum(val=90.0, test=95.0, test_of_best_val=94.0, architectures=10, source="toy")
+
+
+def test_regret_curve_tracks_the_incumbent_by_reward_not_test():
+    # query 2 has a better test but a worse score: the incumbent stays query 1
+    rec = make_record(history=[(80.0, 85.0), (85.0, 90.0), (84.0, 95.0), (90.0, 94.0)])
+    assert regret.regret_curve(rec, OPT).tolist() == [10.0, 5.0, 5.0, 1.0]
+
+
+def test_regret_curve_of_a_minimised_metric():
+    opt = optima.Optimum(val=1.0, test=2.0, test_of_best_val=2.0, architectures=3, source="toy")
+    rec = make_record(history=[(5.0, 6.0), (3.0, 4.0)], direction="min")
+    assert regret.regret_curve(rec, opt).tolist() == [4.0, 2.0]
+
+
+def test_median_and_bootstrap_band():
+    curves = np.array([[4.0, 2.0], [4.0, 2.0], [4.0, 2.0]])
+    median, low, high = regret.median_band(curves)
+    assert median.tolist() == low.tolist() == high.tolist() == [4.0, 2.0]
+    spread = np.array([[1.0], [2.0], [3.0], [4.0], [100.0]])
+    median, low, high = regret.median_band(spread)
+    assert median[0] == 3.0 and low[0] <= 3.0 <= high[0] and low[0] >= 1.0 and high[0] <= 100.0
+    assert regret.median_band(spread)[1].tolist() == low.tolist()  # fixed generator: byte-stable
+
+
+def test_regret_figure_on_synthetic_records(tmp_path):
+    good = [
+        make_record(method="good", seed=s, history=[(80.0 + i, 80.0 + i) for i in range(15)])
+        for s in range(3)
+    ]
+    bad = [make_record(method="bad", seed=s, history=[(70.0, 70.0)] * 15) for s in range(3)]
+    curves = regret.curves_for([make_row(good, 15), make_row(bad, 15)], OPT)
+    final = regret.final_regrets(curves)
+    assert final[("good", "cpu", 15)] == pytest.approx(1.0) and final[("bad", "cpu", 15)] == pytest.approx(
+        25.0
+    )
+    assert curves[0]["x"][0] == 1 and curves[0]["x"][-1] == 15
+    assert regret.plot("toy", curves, OPT, tmp_path / "regret.png").stat().st_size > 1000
+
+
+def test_optima_file_round_trip(tmp_path):
+    class Entry:
+        def __init__(self, val, test):
+            self.val, self.test = val, test
+
+    items = [("a", Entry(80, 90)), ("b", Entry(85, 88)), ("c", Entry(70, 93)), ("d", Entry(99, 99))]
+    opt = optima.compute(items, canonical=lambda arch: arch != "d", source="toy")
+    assert (opt.val, opt.test, opt.test_of_best_val, opt.architectures) == (85, 93, 88, 3)
+    optima.write(tmp_path, {"toy": opt})
+    assert optima.read(tmp_path) == {"toy": opt}
+    (tmp_path / optima.FILENAME).write_text("[1, 2]")
+    with pytest.raises(DataError):
+        optima.read(tmp_path)
+
+
+# --- paper claims ---------------------------------------------------------------------------------
+
+
+def write_paper(methods_dir: Path, method: str, entries: str) -> None:
+    folder = methods_dir / method
+    folder.mkdir(parents=True)
+    (folder / "paper.yaml").write_text(
+        f"# Numbers reported by Doe et al. (X 2020), for the leaderboard.\nmethod: {method}\nresults:\n{entries}"
+    )
+
+
+def test_claim_verdicts(tmp_path):
+    write_paper(
+        tmp_path,
+        "m",
+        "  - {task: a, value: 80.0, table: T1}\n"
+        "  - {task: b, value: 80.0, table: T2, spread: 3.0}\n"
+        "  - {task: c, value: 80.0, table: T3}\n"
+        "  - {task: d, value: 80.0, table: T4}\n"
+        "  - {task: e, value: 80.0, table: T5}\n",
+    )
+    found = claims.read_claims(tmp_path)
+    assert [c.citation for c in found] == ["Doe et al. (X 2020)"] * 5
+    paper = "paper setting"
+    rows = [
+        make_row(
+            [make_record(method="m", task="a", test=t, scale=paper) for t in (79.5, 79.3)], preset="paper"
+        ),
+        make_row([make_record(method="m", task="b", test=77.5, scale=paper)], preset="paper"),
+        make_row([make_record(method="m", task="c", test=70.0, scale=paper)], preset="paper"),
+        make_row([make_record(method="m", task="d", test=70.0, scale="cpu-scale")], preset="cpu"),
+    ]
+    verdicts = {j.claim.task: j.verdict for j in claims.judge_all(found, rows)}
+    assert verdicts == {
+        "a": "reproduced",  # 0.6 below, default tolerance 1
+        "b": "reproduced",  # 2.5 below, within the paper's spread of 3
+        "c": "not reproduced",
+        "d": "not testable at this scale",
+        "e": "not yet run",
+    }
+    judged = claims.judge_all(found, rows)
+    assert judged[0].n == 2 and judged[0].ours == pytest.approx(79.4)
+    text = claims.render(judged)
+    assert (
+        "| m | c | m | 80 (unverified) [T3] ± 1 (default) | 70.00 | 1 | paper | -10.00 | not reproduced |"
+        in text
+    )
+
+
+def test_claims_judge_the_most_faithful_preset_and_table_lookups(tmp_path):
+    write_paper(tmp_path, "m", "  - {task: a, value: 80.0, table: T1}\n")
+    rows = [
+        make_row([make_record(method="m", task="a", test=60.0, scale="cpu-scale")], preset="cpu"),
+        make_row([make_record(method="m", task="a", test=80.5)], preset="paper"),  # a table look-up
+    ]
+    judged = claims.judge(claims.read_claims(tmp_path)[0], rows)
+    assert judged.verdict == "reproduced" and judged.preset == "paper"
+
+
+# --- README blocks --------------------------------------------------------------------------------
+
+README = """# Method
+
+Intro typed by hand.
+
+<!-- leaderboard:results@toy:begin -->
+old numbers
+<!-- leaderboard:results@toy:end -->
+
+Middle text.
+
+<!-- leaderboard:claims:begin -->
+<!-- leaderboard:claims:end -->
+Tail.
+"""
+
+
+def test_readme_blocks_rewrite_only_between_markers(tmp_path):
+    calls = []
+
+    def render(method, name, argument):
+        calls.append((method, name, argument))
+        return f"generated {name} {argument}".strip()
+
+    new = readme_blocks.rewrite(README, "m", render)
+    assert calls == [("m", "results", "toy"), ("m", "claims", "")]
+    assert "old numbers" not in new and "generated results toy" in new and "generated claims" in new
+    assert new.replace("generated results toy", "old numbers").replace("\ngenerated claims", "") == README
+    assert readme_blocks.rewrite(new, "m", render) == new  # idempotent
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "README.md").write_text(README)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "README.md").write_text("no markers\n")
+    changed = readme_blocks.rewrite_readmes(tmp_path, render)
+    assert (
+        changed == [folder / "README.md"] and (tmp_path / "plain" / "README.md").read_text() == "no markers\n"
+    )
+
+
+def test_readme_block_without_end_is_an_error():
+    broken = "<!-- leaderboard:results:begin -->\nrest of the README\n"
+    with pytest.raises(DataError, match="no matching end"):
+        readme_blocks.rewrite(broken, "m", lambda *a: "x", where="m/README.md")
+
+
+# --- incumbent costs and Pareto fronts -----------------------------------------------------------
+
+
+def test_incumbent_memory_comes_from_metrics_then_method_report():
+    measured = make_record(
+        extra_metrics={"peak_memory_mb": 9.0, "total_mb": 12.0, "latency_ms": 3.0, "flops": 2e6}
+    )
+    assert pareto.memory_mb(measured) == (12.0, "metrics.total_mb")
+    assert pareto.render([measured]) == "12.00 MB (total_mb), 3.00 ms, 2.0 MFLOPs"
+    reported = make_record(method_extra={"incumbent_memory_mb": 5.8})
+    assert pareto.memory_mb(reported) == (5.8, "method_extra.incumbent_memory_mb")
+    assert pareto.render([make_record()]) == "—"
+
+
+def test_pareto_front_keeps_only_non_dominated_points(tmp_path):
+    pts = [(5.8, 94.0), (6.4, 95.7), (6.0, 93.0), (9.0, 95.0), (4.0, 90.0), (6.4, 95.0)]
+    assert pareto.pareto_front(pts) == [(4.0, 90.0), (5.8, 94.0), (6.4, 95.7)]
+    rows = [
+        make_row(
+            [
+                make_record(method="memnet", seed=s, test=94.0 + s, extra_metrics={"total_mb": 5.0 + s})
+                for s in range(2)
+            ]
+        ),
+        make_row([make_record(method="random", test=93.0)]),  # no memory: not on the figure
+    ]
+    assert [p[0] for p in pareto.points(rows)] == ["memnet", "memnet"]
+    assert pareto.plot("toy", rows, tmp_path / "p.png").stat().st_size > 1000
+    assert pareto.plot("toy", rows[1:], tmp_path / "q.png") is None
