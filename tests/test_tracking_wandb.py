@@ -3,6 +3,8 @@ process, the run folder and its summary exist, and nothing leaks credentials."""
 
 import json
 
+import pytest
+
 from nasrepro.app.requests import SearchRequest
 from nasrepro.app.search import run_search
 from nasrepro.cli import main
@@ -64,3 +66,22 @@ def test_wandb_log_command_names_a_missing_record(tmp_path, capsys):
     assert main(["wandb-log", "--results", str(tmp_path), str(tmp_path / "nope.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nope.json" in err
+
+
+@pytest.mark.slow  # starts W&B's service: ~10 s
+def test_leaderboard_is_logged_as_wandb_tables_offline(tmp_path):
+    """Issue 16 item 4: with W&B on, the leaderboard's rows (and claims) become `wandb.Table`s."""
+    rows = [
+        {"task": "toy", "method": "random", "n": 3, "test_mean": 60.5, "flags": ""},
+        {"task": "toy", "method": "evolution", "n": 3, "test_mean": 61.0, "vs_random_p": 0.2},
+    ]
+    claims = [{"method": "m", "task": "toy", "claim": 80.0, "verdict": "not yet run", "ours_mean": None}]
+    assert wandb_log.log_leaderboard(rows, claims, "disabled", tmp_path / "off") is None
+    folder = wandb_log.log_leaderboard(rows, claims, "offline", tmp_path / "wandb")
+    assert folder is not None and folder.name.startswith("offline-run-")
+    (run_file,) = folder.glob("run-*.wandb")
+    assert run_file.stat().st_size > 0
+    tables = list(folder.rglob("*.table.json"))
+    assert {p.name.split("_")[0] for p in tables} >= {"leaderboard", "paper"}
+    logged = json.loads(next(p for p in tables if p.name.startswith("leaderboard")).read_text())
+    assert logged["columns"] == sorted({k for row in rows for k in row}) and len(logged["data"]) == 2
