@@ -10,7 +10,7 @@
 # Live runs: MemNet's own CIFAR-10 cell space, children trained by the harness; the same budget for
 #   memnet, memnet-random, random search and regularized evolution.
 #
-# smoke: seconds, what CI runs (budget 10 on the table, 2 trained children at w = 8, one seed).
+# smoke: seconds, what CI runs (memnet on the table only, budget 10, one seed, a small ranker).
 # cpu:   table runs as above; live runs at w = 8 (memnet-cells-w8), the cifar10 cpu preset (10 epochs
 #        on 10,000 images), 3 seeds, 12 children (6 of round 0, K = 3, 2 rounds): CPU scale, labelled so.
 # paper: table runs at budgets 100 and 500; live runs at w = 32 (memnet-cells), every round-0 network,
@@ -22,24 +22,25 @@ source "$(dirname "$0")/lib/args.bash"
 
 case "$preset" in
   smoke)
-    budgets="10"; seeds="0"; table_preset=smoke; lambdas=""
-    space=memnet-cells-w8; live_seeds="0"; live_budget=2; live_config='{round0: 2, top_k: 1, rounds: 1}'
-    live_methods="memnet" ;;
+    budgets="10"; seeds="0"; table_preset=smoke; lambdas=""; table_methods="memnet"
+    table_config='{ranker_epochs: 5, ranker_hidden: 16}'
+    # the live path (memnet on cifar10, memnet-cells-w8) is run at smoke by tests/test_methods_memnet_live.py
+    space=memnet-cells-w8; live_seeds="0"; live_budget=2; live_config='{}'; live_methods="" ;;
   cpu)
-    budgets="100"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"
+    budgets="100"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"; table_methods="memnet memnet-random"
     space=memnet-cells-w8; live_seeds="0-2"; live_budget=12; live_config='{round0: 6, top_k: 3, rounds: 2}'
     live_methods="memnet memnet-random random evolution" ;;
   paper)
-    budgets="100 500"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"
+    budgets="100 500"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"; table_methods="memnet memnet-random"
     space=memnet-cells; live_seeds="0-2"; live_budget=1000; live_config='{top_k: 100}'
     live_methods="memnet memnet-random random evolution" ;;
 esac
 
 # 1. NAS-Bench-201 table runs.
 for budget in $budgets; do
-  for method in memnet memnet-random; do
+  for method in $table_methods; do
     nasrepro search --method "$method" --task nasbench201/cifar10 --seeds "$seeds" --budget "$budget" \
-      --preset "$table_preset" --out "$out" --wandb disabled
+      --preset "$table_preset" --method-config "${table_config:-{\}}" --out "$out" --wandb disabled
   done
   for lam in $lambdas; do
     nasrepro search --method memnet --task nasbench201/cifar10 --seeds "$seeds" --budget "$budget" \
