@@ -320,3 +320,13 @@ def test_pareto_front_keeps_only_non_dominated_points(tmp_path):
     assert [p[0] for p in pareto.points(rows)] == ["memnet", "memnet"]
     assert pareto.plot("toy", rows, tmp_path / "p.png").stat().st_size > 1000
     assert pareto.plot("toy", rows[1:], tmp_path / "q.png") is None
+
+
+def test_unknown_readme_block_name_is_an_error():
+    from nasrepro.tracking.leaderboard import _block_renderer
+
+    render = _block_renderer({}, [])
+    with pytest.raises(DataError, match="unknown leaderboard block 'bogus'"):
+        render("m", "bogus", "")
+    assert render("m", "results", "nowhere") == "(no records on nowhere yet)"
+    assert render("m", "claims", "") == "(no claims)"

@@ -203,7 +203,12 @@ def render_markdown(
         "vs random search: two-sided Mann-Whitney U over seeds against random search at the same "
         "budget, preset, reward and variant, Holm-corrected within the task; A = Vargha-Delaney effect "
         "size (probability a seed beats a random-search seed; 0.5 = none); only with >= 5 seeds a side. "
-        "Flags: facts from the method's own report (e.g. AGNN's uniform jumps, which are random search).\n"
+        "Flags: facts from the method's own report (e.g. AGNN's uniform jumps, which are random search). "
+        "Incumbent cost (tasks whose records carry one): memory (which figure: in brackets), latency and "
+        "FLOPs of each row's final architecture, beside its accuracy; the accuracy-vs-memory figure "
+        "draws the Pareto front over all runs of the task. Test regret figures (table tasks): the "
+        "table's best test value minus the incumbent's, median over seeds with a 95% bootstrap band. "
+        "After the tasks: mean ranks across table tasks with Friedman tests, and the paper claims.\n"
     )
     for task, rows in by_task.items():
         metric = rows[0].records[0].metric
