@@ -90,3 +90,23 @@ def test_decode_rejects_malformed_vectors():
     bad[0, 0, 3] = 1.0  # a second hot bit in input 1
     with pytest.raises(UsageError, match="one-hot"):
         mc.decode(bad)
+
+
+def test_random_search_and_evolution_search_the_space(space):
+    """The space is shared: the baselines sample and mutate it (a fake score, no training)."""
+    from nasrepro.harness.evaluator import Evaluator, Outcome
+    from nasrepro.harness.run import run_of
+    from nasrepro.methods.baselines.evolution import RegularizedEvolution
+    from nasrepro.methods.baselines.random_search import RandomSearch
+    from nasrepro.tasks import get_task
+
+    class Fake(Evaluator):
+        __slots__ = ()
+
+        def _evaluate(self, arch):
+            return Outcome(val=float(len(str(arch)) % 17), test=None, cost_seconds=0.0)
+
+    for method in (RandomSearch(), RegularizedEvolution({"population": 4, "sample_size": 2})):
+        ev = Fake(get_task("cifar10"), space, budget=12)
+        result = method.search(run_of(ev, 0, budget=12))
+        assert ev.n_queries == 12 and space.parse(result.best_arch)
