@@ -441,7 +441,14 @@ def _block_renderer(by_task: dict[str, list[Row]], judged: list[claims.Judged]) 
         name = row.base_and_tag[0]
         return name == method or name.startswith(f"{method}-") or name.startswith(f"{method} ")
 
+    tested = {
+        id(row): verdict
+        for rows in by_task.values()
+        for row, verdict in zip(rows, versus_random(rows), strict=True)
+    }
+
     def cells(row: Row) -> list[str]:
+        verdict = tested.get(id(row))
         return [
             row.task,
             row.method,
@@ -449,10 +456,11 @@ def _block_renderer(by_task: dict[str, list[Row]], judged: list[claims.Judged]) 
             str(row.budget or "—"),
             str(len(row.records)),
             _mean_std(row.tests),
+            verdict.render() if verdict else "—",
             _cost(row),
         ]
 
-    header = ["task", "row", "preset", "budget", "n", "test", "cost"]
+    header = ["task", "row", "preset", "budget", "n", "test", "vs random search", "cost"]
 
     def render(method: str, name: str, argument: str) -> str:
         if name == "claims":
