@@ -331,3 +331,26 @@ def test_darts_style_supernet_runs_the_same_loop() -> None:
     start = alphas(net)
     fit(module_for(net, epochs=2))
     assert any(not torch.equal(a, b) for a, b in zip(start, alphas(net), strict=True))
+
+
+@pytest.mark.parametrize("mode", ["two", "full_v2"])
+def test_arch_step_tensors_live_on_the_supernets_device(mode: str) -> None:
+    """Alphas, gates, cost look-ups, the expected cost and the alpha gradients all follow the supernet to
+    its device (here `meta`: no GPU needed; sampling itself reads indices to the host, as on CUDA)."""
+    net = MBConvSupernet(TINY, 10, mode=mode)
+    costs = net.edge_costs("flops")
+    net.to("meta")
+    for edge in net.leaders():
+        edge.set_arch_paths(1, 0 if mode == "two" else None)
+    device = torch.device("meta")
+    assert all(e.binary_gates.device == device for e in net.leaders())
+    assert all(t.device == device for t in net.cost_tensors(costs))
+    with net.weights_frozen():
+        ce = torch.nn.functional.cross_entropy(
+            net(torch.zeros(2, 3, 16, 16, device=device)), torch.zeros(2, dtype=torch.long, device=device)
+        )
+        expected = net.expected_cost(costs)
+        assert expected.device == device
+        (ce + 1e-9 * expected).backward()
+        net.set_arch_grads()
+    assert all(a.grad is not None and a.grad.device == device for a in net.arch_parameters())
