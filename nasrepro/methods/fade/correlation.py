@@ -102,6 +102,10 @@ def study(
                     "seconds": round(time.perf_counter() - start, 2),
                 }
             )
+            print(
+                f"region {region} seed {seed}: tau {tau:.3f} rho {rho:.3f} ({per_seed[-1]['seconds']} s)",
+                file=sys.stderr,
+            )
             pooled_tau.append(tau)
             pooled_rho.append(rho)
         brng = np.random.default_rng(region)
