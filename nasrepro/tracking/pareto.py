@@ -119,7 +119,10 @@ def plot(task: str, rows: Sequence[Any], path: Path, metric: str = "accuracy") -
         linewidth=1,
         label="Pareto front",
     )
-    ax.set_xlabel("incumbent memory (MB)")
+    sources = sorted(
+        {m[1].split(".")[-1] for row in rows for r in row.records if (m := memory_mb(r)) is not None}
+    )
+    ax.set_xlabel(f"incumbent memory, MB ({' / '.join(sources)})")
     ax.set_ylabel(f"test {metric}")
     ax.set_title(f"{task}: accuracy vs memory (one point per run)", fontsize=9)
     ax.grid(alpha=0.3)
