@@ -303,6 +303,14 @@ def test_incumbent_memory_comes_from_metrics_then_method_report():
     reported = make_record(method_extra={"incumbent_memory_mb": 5.8})
     assert pareto.memory_mb(reported) == (5.8, "method_extra.incumbent_memory_mb")
     assert pareto.render([make_record()]) == "—"
+    proxyless = make_record(
+        method_extra={"cost_kind": "flops", "cost_unit": "multiply-adds", "derived_expected_cost": 21938816.0}
+    )
+    assert pareto.render([proxyless]) == "21.9 million multiply-adds (method's expected flops)"
+    latency = make_record(
+        method_extra={"cost_kind": "latency", "cost_unit": "ms", "derived_expected_cost": 80.5}
+    )
+    assert pareto.summary([latency]) == {"incumbent_method_latency_mean": 80.5}
 
 
 def test_pareto_front_keeps_only_non_dominated_points(tmp_path):

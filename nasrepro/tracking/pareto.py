@@ -4,7 +4,8 @@ Issue 12 item 5. Methods that trade accuracy for a cost (MemNet: memory; Proxyle
 FLOPs) are only judged fairly with the cost on the same line. Each record's incumbent cost is
 read from the record alone: its `metrics` (what the runner measured on the final architecture:
 `peak_memory_mb`, `latency_ms`, `flops`, or a memory accounting's `total_mb`) and, failing those,
-the method's own report (`method_extra.incumbent_memory_mb`). The memory is the first of
+the method's own report (`method_extra.incumbent_memory_mb`; the cost a method optimised, e.g.
+ProxylessNAS's expected FLOPs or latency of its derived architecture, `method_cost`). The memory is the first of
 `MEMORY_KEYS` present, and the column says which one it is, because a peak-activation memory and a
 weights-plus-activations total are different quantities.
 
@@ -40,8 +41,20 @@ def memory_mb(record: Record) -> tuple[float, str] | None:
     return None
 
 
+def method_cost(record: Record) -> tuple[float, str, str] | None:
+    """(value, kind, unit) of the cost the method itself optimised for its incumbent, when it reports
+    one (ProxylessNAS: `method_extra.derived_expected_cost` of `cost_kind` in `cost_unit`, e.g. the
+    expected multiply-adds or latency-table milliseconds of the derived architecture)."""
+    extra = record.method_extra or {}
+    value, kind = extra.get("derived_expected_cost"), extra.get("cost_kind")
+    if isinstance(value, int | float) and isinstance(kind, str):
+        return float(value), kind, str(extra.get("cost_unit") or "")
+    return None
+
+
 def incumbent_costs(record: Record) -> dict[str, float]:
-    """The incumbent's cost figures present in the record: memory_mb, latency_ms, flops."""
+    """The incumbent's cost figures present in the record: memory_mb, latency_ms, flops, and the
+    method's own optimised cost (`method_cost`) as `method_<kind>`."""
     out: dict[str, float] = {}
     memory = memory_mb(record)
     if memory is not None:
@@ -50,6 +63,9 @@ def incumbent_costs(record: Record) -> dict[str, float]:
         value = record.metrics.extra.get(key)
         if isinstance(value, int | float):
             out[key] = float(value)
+    own = method_cost(record)
+    if own is not None:
+        out[f"method_{own[1]}"] = own[0]
     return out
 
 
@@ -71,6 +87,12 @@ def render(records: Sequence[Record]) -> str:
         parts.append(f"{means['incumbent_latency_ms_mean']:.2f} ms")
     if "incumbent_flops_mean" in means:
         parts.append(f"{means['incumbent_flops_mean'] / 1e6:.1f} MFLOPs")
+    for key in sorted(k for k in means if k.startswith("incumbent_method_")):
+        kind = key.removeprefix("incumbent_method_").removesuffix("_mean")
+        unit = next((c[2] for r in records if (c := method_cost(r)) is not None and c[1] == kind), "")
+        value = means[key]
+        shown = f"{value / 1e6:.3g} million" if value >= 1e5 else f"{value:.3g}"
+        parts.append(f"{shown} {unit} (method's expected {kind})".replace("  ", " "))
     return ", ".join(parts) or "—"
 
 
