@@ -387,3 +387,44 @@ class NB201Codec(Codec[NB201Arch]):
 
 
 CODECS.register("nasbench201")(NB201Codec())
+
+
+# --- any space with the categorical view -----------------------------------------------------------
+
+
+class CategoricalCodec(Codec[Any]):
+    """Any `Space` with the categorical view (``fields``/``encode``/``decode``): one token per field,
+    choice index + 1. Not registered (it is built per space); on NAS-Bench-201 it yields exactly the
+    tokens of `NB201Codec`, since that space's fields are its 6 edges over the 5 ops in `EDGES` order.
+
+    A space may refuse an index combination (``decode`` raises `UsageError`); the grammar cannot
+    express such constraints, so `decodes` says whether a sequence names an architecture.
+    """
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+        self.name = f"categorical:{space.name}"
+        fields = space.fields()
+        if not fields:
+            raise UsageError(f"NAO: space {space.name!r} has no categorical fields to encode")
+        slots = [Slot("choice", f"field {f.name}", 1, len(f.choices)) for f in fields]
+        self.grammar = Grammar(self.name, slots, 1 + max(len(f.choices) for f in fields))
+
+    def to_tokens(self, arch: Any) -> Tokens:
+        return self.grammar.check([int(i) + 1 for i in self.space.encode(arch)])
+
+    def _from_valid(self, tokens: Tokens) -> Any:
+        return self.space.decode([t - 1 for t in tokens])
+
+    def parse(self, text: str) -> Any:
+        return self.space.parse(text)
+
+    def format(self, arch: Any) -> str:
+        return self.space.key(arch)
+
+    def decodes(self, tokens: Sequence[int]) -> Any | None:
+        """The architecture of a grammatical sequence, or None where the space refuses it."""
+        try:
+            return self._from_valid(tuple(tokens))
+        except UsageError:
+            return None

@@ -118,7 +118,7 @@ class EPD(L.LightningModule):
 
     def __init__(
         self,
-        codec: str = "nao-ws",
+        codec: str | Codec[Any] = "nao-ws",
         hidden_size: int = 96,
         emb_size: int | None = None,
         tokens_per_step: int | None = None,
@@ -132,8 +132,8 @@ class EPD(L.LightningModule):
         grad_clip: float = 5.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.codec = get_codec(codec)
+        self.save_hyperparameters(ignore=[] if isinstance(codec, str) else ["codec"])
+        self.codec = get_codec(codec) if isinstance(codec, str) else codec
         grammar = self.codec.grammar
         self.ratio = tokens_per_step or self.codec.tokens_per_step
         if grammar.length % self.ratio:
@@ -301,10 +301,12 @@ class EPD(L.LightningModule):
 
     def propose(
         self, seeds: Sequence[Sequence[int]], count: int, seen: Iterable[Hashable] = (),
-        max_eta: float = 50.0, eta_step: float = 1.0, key: Callable[[tuple[int, ...]], Hashable] = tuple,
+        max_eta: float = 50.0, eta_step: float = 1.0,
+        key: Callable[[tuple[int, ...]], Hashable | None] = tuple,
     ) -> list[tuple[int, ...]]:  # fmt: skip
         """Up to `count` new sequences, none in `seen` (compared by `key`), from the growing-eta loop
-        of NAO_V1 ``train_search.py``: eta = 1, 2, ... until enough or eta would exceed `max_eta`."""
+        of NAO_V1 ``train_search.py``: eta = 1, 2, ... until enough or eta would exceed `max_eta`.
+        A `key` of None rejects the sequence (e.g. a space constraint the grammar cannot express)."""
         if count < 1:
             raise UsageError(f"NAO propose: count must be >= 1, got {count}")
         known = set(seen)
@@ -316,7 +318,7 @@ class EPD(L.LightningModule):
         while len(new) < count and eta <= max_eta:
             for row in self.improve(seeds_t, eta).tolist():
                 k = key(tuple(row))
-                if k not in known:
+                if k is not None and k not in known:
                     known.add(k)
                     new.append(tuple(row))
                     if len(new) == count:
