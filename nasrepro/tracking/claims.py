@@ -4,7 +4,8 @@ Every entry under `results:` in `nasrepro/methods/<method>/paper.yaml` is a clai
 number (`value`) for a leaderboard row (`row`, default the method's name) on a task, with the
 paper's table id (`table`), whether the number was checked against the paper (`verified`), and
 optionally `metric`, `setting`, the paper's reported spread (`spread`, e.g. its standard deviation
-over runs) or a stated `tolerance`. The verdict compares our row's mean over seeds with the claim:
+over runs) or a stated `tolerance`, and `citation` (else the paper named by the file's first
+comment line, "# Numbers reported by <paper>, for the ..."). The verdict compares our row's mean over seeds with the claim:
 
 * **not yet run**: no record of that row on that task;
 * **not testable at this scale**: our rows are smoke or cpu-scale (not the paper's setting), so
@@ -80,11 +81,12 @@ class Judged:
 
 def _header_citation(path: Path) -> str:
     """The paper named by the file's first comment ("# Numbers reported by <paper>, for the ...")."""
-    first = path.read_text().splitlines()[0] if path.read_text() else ""
-    prefix = "# Numbers reported by "
-    if not first.startswith(prefix):
-        return ""
-    return first[len(prefix) :].split(", for the")[0].strip()
+    text = path.read_text()
+    first = text.splitlines()[0] if text else ""
+    for prefix in ("# Numbers reported by ", "# Numbers reported for "):
+        if first.startswith(prefix):
+            return first[len(prefix) :].split(", for the")[0].strip()
+    return ""
 
 
 def read_claims(methods_dir: Path) -> list[Claim]:
