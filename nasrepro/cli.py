@@ -159,6 +159,9 @@ def build_parser() -> ArgumentParser:
 
     board = ArgumentParser(exit_on_error=False)
     board.add_argument("--results", type=str, default="results")
+    board.add_argument(
+        "--wandb", type=Wandb, default="disabled", help="also log the leaderboard as a wandb.Table"
+    )
     sub.add_subcommand("leaderboard", board, help="write RESULTS/LEADERBOARD.md and figures from records")
     wb = ArgumentParser(exit_on_error=False)
     wb.add_argument(
@@ -413,7 +416,7 @@ def cmd_data(args: Namespace) -> int:
 def cmd_leaderboard(args: Namespace) -> int:
     from nasrepro.tracking.leaderboard import build
 
-    written = build(Path(args.results))
+    written = build(Path(args.results), wandb=args.wandb)
     for path in written:
         print(path)
     return 0

@@ -136,3 +136,33 @@ def test_determinism_is_an_option_and_is_recorded(flag, tmp_path, capsys, monkey
 
     assert read_record(path)["config"]["deterministic"] is (flag == "true")
     assert seen == [flag == "true"]
+
+
+def test_records_carry_the_charged_cost_and_the_methods_own_overhead(tmp_path, monkeypatch):
+    """The charged cost is the table's training time per unique query (1 simulated second on the toy
+    table), whatever the look-up took; the overhead is the search's own time, not the set-up's."""
+    import time
+
+    from nasrepro.app import search as app_search
+
+    real = app_search.build_evaluator
+
+    def slow_setup(*args, **kwargs):  # a table that takes a second to load is the harness's cost
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_search, "build_evaluator", slow_setup)
+    record, _ = run_search(
+        SearchRequest(
+            method="random",
+            task="toy-table",
+            seed=0,
+            budget=5,
+            preset="smoke",
+            out=tmp_path,
+            wandb="disabled",
+        )
+    )
+    cost = record["search_cost"]
+    assert cost["charged_cost"] == pytest.approx(5.0) and cost["queries"] == 5
+    assert cost["wall_seconds"] >= 1.0 > cost["method_overhead_seconds"]

@@ -116,6 +116,7 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
             queries=1,
             evaluation_seconds=wall,
             cost_model="our own training wall time",
+            charged_cost=wall,
         ),
         history=[],
         config={**req.to_config(), "preset": preset.to_dict()},

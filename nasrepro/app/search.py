@@ -8,6 +8,7 @@ its report.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,14 +135,16 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
             save_checkpoint=lambda: checkpoint.save(evaluator),
             quiet=not req.progress,
         )
+        search_started = time.monotonic()
         result = method.search(run)
+        search_wall = checkpoint.elapsed_before + time.monotonic() - search_started
     finally:
         if executor is not None:
             executor.close()
         if progress is not None:
             progress.close()
     wall = checkpoint.elapsed()
-    record = search_record(req, resolved, evaluator, result, wall)
+    record = search_record(req, resolved, evaluator, result, wall, search_wall)
     records.write_record(record, path)
     checkpoint.remove()
     return record.to_dict(), path
@@ -156,15 +159,21 @@ def _interrupted(checkpoint: SearchCheckpoint) -> UsageError:
 
 def method_overhead(result: SearchResult, evaluator: Evaluator, wall: float) -> float:
     """The method's own compute outside evaluations: what it reports (e.g. a supernet fit), else
-    the search's wall time less the time spent answering its queries (controller updates, GP fits,
-    sampling), so every record separates the two (issue 16, search cost)."""
+    the wall time of `Method.search` less the time spent answering its queries (controller updates,
+    GP fits, sampling), so every record separates the two (issue 16, search cost). Setting up the
+    task and evaluator (loading a table) is the harness's, not the method's."""
     if result.overhead_seconds is not None:
         return round(result.overhead_seconds, 6)
     return round(max(0.0, wall - sum(q.wall_seconds for q in evaluator.history)), 6)
 
 
 def search_record(
-    req: SearchRequest, resolved: Resolved, evaluator: Evaluator, result: SearchResult, wall: float
+    req: SearchRequest,
+    resolved: Resolved,
+    evaluator: Evaluator,
+    result: SearchResult,
+    wall: float,
+    search_wall: float,
 ) -> Record:
     """The run's record, from the evaluator's history and cost plus the method's report."""
     from nasrepro.harness.metrics import machine_info, search_cost
@@ -194,7 +203,8 @@ def search_record(
             queries=evaluator.n_queries,
             evaluation_seconds=evaluator.total_cost,
             cost_model=evaluator.cost_model,
-            method_overhead_seconds=method_overhead(result, evaluator, wall),
+            charged_cost=evaluator.charged_cost,
+            method_overhead_seconds=method_overhead(result, evaluator, search_wall),
         ),
         history=[q.to_dict() for q in evaluator.history],
         duplicates=evaluator.duplicates,
