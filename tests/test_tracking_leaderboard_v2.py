@@ -283,6 +283,11 @@ def test_readme_blocks_rewrite_only_between_markers(tmp_path):
     assert (
         changed == [folder / "README.md"] and (tmp_path / "plain" / "README.md").read_text() == "no markers\n"
     )
+    top = tmp_path / "README.md"  # the repository README: blocks with no method
+    top.write_text("intro\n<!-- leaderboard:board@toy:begin -->\nold\n<!-- leaderboard:board@toy:end -->\n")
+    calls.clear()
+    assert readme_blocks.rewrite_readmes(tmp_path, render, extra=[top]) == [top]
+    assert calls[-1] == ("", "board", "toy") and "generated board toy" in top.read_text()
 
 
 def test_readme_block_without_end_is_an_error():

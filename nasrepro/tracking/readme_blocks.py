@@ -11,7 +11,8 @@ A method's README marks where generated content goes:
 * `results`: every leaderboard row of the method (its variants included) on every task;
 * `results@TASK`: those rows on one task (e.g. `results@nasbench-graph/cora`), with the random
   search row of the same task beside them for reference;
-* `claims`: the method's paper claims with our numbers and verdicts.
+* `claims`: the method's paper claims with our numbers and verdicts;
+* `board@TASK`: every row on one task, whatever the method (the repository README's result tables).
 
 Text outside the markers is never touched; a README without markers is not rewritten at all; a
 begin marker without its end (or a name that is not one of the above) is a `DataError` naming the
@@ -54,14 +55,16 @@ def rewrite(text: str, method: str, render: Renderer, where: str = "README") -> 
     return BLOCK.sub(replace, text)
 
 
-def rewrite_readmes(methods_dir: Path, render: Renderer) -> list[Path]:
-    """Rewrite the blocks of every `methods_dir/*/README.md`; returns the files that changed."""
+def rewrite_readmes(methods_dir: Path, render: Renderer, extra: Sequence[Path] = ()) -> list[Path]:
+    """Rewrite the blocks of every `methods_dir/*/README.md` (the method is the folder's name) and of
+    the `extra` files (no method: `board@TASK` blocks); returns the files that changed."""
     changed = []
-    for path in sorted(methods_dir.glob("*/README.md")):
+    targets = [(path, path.parent.name) for path in sorted(methods_dir.glob("*/README.md"))]
+    for path, method in [*targets, *((path, "") for path in extra if path.is_file())]:
         text = path.read_text()
         if "<!-- leaderboard:" not in text:
             continue
-        new = rewrite(text, path.parent.name, render, where=str(path))
+        new = rewrite(text, method, render, where=str(path))
         if new != text:
             atomic_write_text(path, new)
             changed.append(path)
