@@ -12,21 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from nasrepro.app.requests import SearchRequest
+from nasrepro.app.rerun import request_of, same_search
 from nasrepro.app.search import run_search
 from nasrepro.tracking.records import read_record
 
 RUNS = Path(__file__).resolve().parents[1] / "results" / "runs" / "nasbench-graph" / "cora"
 RECORDS = sorted(p for p in RUNS.glob("*/cpu-b*-s0.json") if p.parent.name != "random-sampling")
-
-
-def request_of(record: dict, out: Path) -> SearchRequest:
-    """The record's own request (older records predate `tag`: it was empty then)."""
-    config = {"tag": "", **record["config"]}
-    keep = ("method", "task", "seed", "budget", "reward", "space", "method_config", "tag")
-    return SearchRequest(
-        **{k: config[k] for k in keep}, preset=record["preset"], out=out, wandb="disabled", measure=False
-    )
 
 
 def test_committed_records_exist():
@@ -37,8 +28,4 @@ def test_committed_records_exist():
 def test_a_committed_table_search_reruns_to_its_history(path, tmp_path):
     committed = read_record(path)
     rerun, _ = run_search(request_of(committed, tmp_path))
-    fields = ("arch", "val", "test", "status")
-    assert [{k: q[k] for k in fields} for q in rerun["history"]] == [
-        {k: q[k] for k in fields} for q in committed["history"]
-    ]
-    assert rerun["best_arch"] == committed["best_arch"]
+    assert same_search(committed, rerun)
