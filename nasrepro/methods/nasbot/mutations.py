@@ -442,13 +442,14 @@ def mutate_step(g: LayerGraph, rng: np.random.Generator, limits: Limits | None =
 
 def mutate(g: LayerGraph, rng: np.random.Generator, limits: Limits | None = None) -> LayerGraph:
     """A child of `g` after 1-5 primitive steps (`STEP_PROBS`); `g` itself never comes back."""
-    steps = 1 + int(rng.choice(len(STEP_PROBS), p=np.asarray(STEP_PROBS) / sum(STEP_PROBS)))
-    current = g
-    for _ in range(steps):
-        child = mutate_step(current, rng, limits)
-        if child is None:
-            break
-        current = child
-    if current == g:
-        raise UsageError(f"no NASBOT modifier applies to {g} within the search limits")
-    return current
+    for _ in range(10):  # steps may cancel out (inc then dec): draw again
+        steps = 1 + int(rng.choice(len(STEP_PROBS), p=np.asarray(STEP_PROBS) / sum(STEP_PROBS)))
+        current = g
+        for _ in range(steps):
+            child = mutate_step(current, rng, limits)
+            if child is None:
+                break
+            current = child
+        if current != g:
+            return current
+    raise UsageError(f"no NASBOT modifier applies to {g} within the search limits")
