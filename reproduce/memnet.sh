@@ -14,6 +14,8 @@
 # smoke: seconds, what CI runs (memnet on the table only, budget 10, one seed, a small ranker).
 # cpu:   table runs as above; live runs at w = 8 (memnet-cells-w8), the cifar10 cpu preset (10 epochs
 #        on 10,000 images), 3 seeds, 12 children (6 of round 0, K = 3, 2 rounds): CPU scale, labelled so.
+#        Measured on the shared 2-core machine: ~12 min per child, so the live part takes hours
+#        (resumable with --resume); the table part takes minutes.
 # paper: table runs at budgets 100 and 500; live runs at w = 32 (memnet-cells), every round-0 network,
 #        K = 100 (the prototype's `sorted_score_100` files), 1,000 children per search (GPU days). The
 #        prototype's 300-epoch final recipe (SGD 0.01, milestones 60/180/240, Cutout 16) is not
