@@ -6,7 +6,8 @@ in-degree <= 5, <= 200 edges, 8-1024 units). `mutate` is one of NASBOT's nine mo
 distance one); `sample` is a pool network after 1-5 modifier steps (the RAND baseline's
 distribution: random walks of the same machinery from the same pool). `to_model` builds the
 network: each hidden layer is Linear(concatenated parents' outputs) -> its activation, the
-``linear`` decision layer maps to the task's outputs.
+``linear`` decision layer maps to the task's outputs (several decision layers, which NASBOT's
+``branch`` can create, are averaged; interpretation).
 """
 
 from __future__ import annotations
@@ -123,13 +124,14 @@ def GraphMLP(graph: LayerGraph, in_features: int, out_features: int) -> nn.Modul
             width = {self.ip: in_features}
             self.layers = nn.ModuleDict()
             self.crelu = set()
+            #: decision layers (a `branch` may duplicate the last one): the output is their mean
+            self.outs = [i for i in self.order if graph.labels[i] in ("linear", "softmax")]
             for i in self.order:
                 label = graph.labels[i]
                 fan_in = sum(width[p] for p in self.parents[i])
                 if label in ("linear", "softmax"):
                     self.layers[str(i)] = nn.Linear(fan_in, out_features)
                     width[i] = out_features
-                    self.out = i
                     continue
                 units = int(graph.units[i])
                 if label == "crelu":  # concatenated ReLU: [relu(z), relu(-z)] doubles the width
@@ -151,7 +153,11 @@ def GraphMLP(graph: LayerGraph, in_features: int, out_features: int) -> nn.Modul
                 )
                 z = self.layers[str(i)](h)
                 values[i] = torch.cat([torch.relu(z), torch.relu(-z)], dim=-1) if i in self.crelu else z
-            out = values[self.out]
+            out = (
+                values[self.outs[0]]
+                if len(self.outs) == 1
+                else torch.stack([values[i] for i in self.outs]).mean(0)
+            )
             return out.squeeze(-1) if out_features == 1 else out
 
     return _Net()
