@@ -147,3 +147,52 @@ def test_nasbot_finds_a_planted_winner_faster_than_chance() -> None:
         rng = np.random.default_rng(seed)
         rand.append(max(-otmann.pair(space.sample(rng), target)[1] for _ in range(30)))
     assert np.mean(results) > np.mean(rand) + 0.1 and min(results) > -0.3
+
+
+def test_batches_of_two_never_repeat_and_survive_failures() -> None:
+    """With two evaluation slots NASBOT proposes two networks per batch (the second with the first
+    pending); no network is evaluated twice and failed evaluations are recorded, never retried."""
+    from nasrepro.errors import EvaluationFailed
+    from nasrepro.harness.evaluator import Evaluator, Outcome
+    from nasrepro.harness.recipe import Preset, TrainRecipe
+    from nasrepro.harness.run import run_of
+    from nasrepro.harness.task import Metric, Task
+    from nasrepro.methods.nasbot.search import NASBOT
+
+    space = NB201Space()
+    target = nb201_graph(
+        _cell("nor_conv_3x3", "nor_conv_1x1", "nor_conv_3x3", "skip_connect", "none", "nor_conv_3x3")
+    )
+    otmann = OTMANN("nb201")
+    batches: list[int] = []
+
+    class Synthetic(Task):
+        name = "synthetic-nb201"
+        metric = Metric("score", "max")
+        kind = "table"
+        presets = {"smoke": Preset("smoke", TrainRecipe(epochs=1, lr=0.1), 16)}
+
+    class TwoSlots(Evaluator):
+        __slots__ = ()
+
+        @property
+        def batch_size(self) -> int:
+            return 2
+
+        def query_many(self, archs):
+            batches.append(len(list(archs)))
+            return super().query_many(archs)
+
+        def _evaluate(self, arch):
+            if "avg_pool_3x3~0" in str(arch):  # a worker that dies on some networks
+                raise EvaluationFailed("worker died")
+            return Outcome(val=-float(otmann.pair(nb201_graph(arch), target)[1]), test=None, cost_seconds=0.0)
+
+    evaluator = TwoSlots(Synthetic(), space, budget=16)
+    run = run_of(evaluator, seed=3, preset_name="smoke")
+    result = NASBOT({"init_evals": 4, "hp_samples": 200, "acq_min": 10, "acq_max": 20}).search(run)
+    keys = [q.arch for q in evaluator.history]
+    assert len(keys) == len(set(keys)) == 16 and evaluator.duplicates == 0
+    assert max(batches) == 2 and result.extra["workers"] == 2
+    assert any(q.status == "failed" for q in evaluator.history)
+    assert result.best_arch in keys

@@ -89,7 +89,7 @@ class NASBOT(Method):
         rng = run.rng(1)
         overhead = 0.0
         # at most half the budget goes to the pool, so small budgets still run BO steps
-        pool = view.initial_pool(rng, max(1, min(cfg.init_evals, run.budget // 2)))
+        pool = view.initial_pool(rng, max(1, min(cfg.init_evals, (run.budget or 2 * cfg.init_evals) // 2)))
         workers = max(1, int(getattr(evaluator, "batch_size", 1)))
         steps: list[dict[str, Any]] = []
         # initial pool: evaluated first (code: num_init_evals), in batches of the worker count
