@@ -205,9 +205,14 @@ class NAO(Method):
             candidates = self._propose(run, epd, codec, info)
             info.epd_seconds = round(time.perf_counter() - start, 3)
             overhead += time.perf_counter() - start
+            room = int(min(cfg.new_archs + cfg.random_new, evaluator.remaining))
+            candidates = candidates[:room]
+            info.generated = len(candidates)
             taken = {space.key(a) for a in candidates}
-            if cfg.random_new:
-                extra = _draw_unseen(space, evaluator, rng, cfg.random_new, taken)
+            if cfg.random_new and len(candidates) < room:
+                extra = _draw_unseen(
+                    space, evaluator, rng, min(cfg.random_new, room - len(candidates)), taken
+                )
                 candidates += extra
                 info.random += len(extra)
             if not candidates:
@@ -215,15 +220,15 @@ class NAO(Method):
                     info.failure = info.failure or "no unseen architecture generated; stopping"
                     rounds.append(info)
                     break
-                candidates = _draw_unseen(space, evaluator, rng, cfg.new_archs, taken)
+                candidates = _draw_unseen(space, evaluator, rng, min(cfg.new_archs, room), taken)
                 info.fallback += len(candidates)
                 if not candidates:
                     info.failure = "the space holds no unseen architecture"
                     rounds.append(info)
                     break
             rounds.append(info)
-            # Candidates of one round are one executor batch (README step 6).
-            evaluator.query_many(candidates[: max(0, int(min(len(candidates), evaluator.remaining)))])
+            # Candidates of one round are one executor batch (README step 6); all fit the budget.
+            evaluator.query_many(candidates)
 
         return SearchResult(
             best_arch=evaluator.best().arch,
@@ -270,7 +275,6 @@ class NAO(Method):
 
         count = int(min(cfg.new_archs, evaluator.remaining))
         new, info.last_eta = _generate(epd, seeds, count, seen, _schedule(cfg), key)
-        info.generated = len(new)
         return [codec.decodes(seq) for seq in new]
 
     def _fit(self, run: Run, epd: Any, codec: CategoricalCodec, tokens: list[tuple[int, ...]],
