@@ -68,3 +68,5 @@ for method in $live_methods; do
   nasrepro search --method "$method" --task cifar10 --space "$space" --seeds "$live_seeds" \
     --budget "$live_budget" --preset "$preset" --method-config "$config" --out "$out" --wandb disabled
 done
+
+nasrepro leaderboard --results "$out"
