@@ -44,6 +44,4 @@ for name in $uci; do
       --preset "$preset" --out "$out" --wandb disabled "${extra[@]}"
   done
 done
-if [ "$preset" != smoke ]; then
-  nasrepro leaderboard --results "$out"
-fi
+nasrepro leaderboard --results "$out"
