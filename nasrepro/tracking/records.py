@@ -50,6 +50,7 @@ VOLATILE_KEYS = frozenset(
         "cumulative_cost",
         "device_hours",
         "evaluation_seconds",
+        "charged_cost",  # a trained query is charged its own training time
         "method_overhead_seconds",
         "train_seconds",
         "latency_ms",
