@@ -133,3 +133,28 @@ def toy_task() -> ToyTask:
 @pytest.fixture
 def toy_space() -> ToySpace:
     return ToySpace()
+
+
+# --- the reproduce scripts' smoke runs start as soon as they are collected (tests/smoke_scripts.py) ---
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: start only what will be checked
+def pytest_collection_modifyitems(session, config, items) -> None:
+    scripts = sorted(
+        {
+            item.callspec.params["script"]
+            for item in items
+            if item.nodeid.startswith("tests/test_reproduce.py::test_smoke_preset") and hasattr(item, "callspec")
+        }
+    )
+    root = Path(os.environ.get("NASREPRO_DATA", SHARED))
+    if scripts and root.is_dir():
+        import smoke_scripts
+
+        config.stash[smoke_scripts.KEY] = smoke_scripts.SmokeRuns(scripts, root)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    import smoke_scripts
+
+    runs = session.config.stash.get(smoke_scripts.KEY, None)
+    if runs is not None:
+        runs.stop()

@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from nasrepro.harness.oneshot import SUPERNET_CHECKPOINT
@@ -120,6 +121,7 @@ def test_sigkill_between_supernet_epochs_then_resume_equals_uninterrupted(
     assert not leftovers and not list(out.rglob("*.artifacts")), leftovers
 
 
+@pytest.mark.slow  # 45 s of supernet fits; the runner's refusal itself is tested in test_harness_resume.py
 def test_a_fresh_run_refuses_then_ignores_a_stale_supernet_checkpoint(
     tmp_path: Path, data_root: Path
 ) -> None:

@@ -1,13 +1,11 @@
 """Every reproduce script runs end to end with `--preset smoke` into a temporary folder, so no
 recipe goes stale (NASLib's scripts pointed at files that no longer existed).
 
-The scripts are independent processes that spend most of their time starting Python and importing
-torch, one command after another, so they are started together the first time any of them is
-checked (one thread each), and each test waits for its own: the suite pays for the slowest script
-and the cores' share of the rest, not for their sum.
+The scripts run in the background from the start of the session, beside the other tests
+(`tests/smoke_scripts.py`, started by `conftest.pytest_collection_modifyitems`); each test here
+waits for its own script's result.
 """
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -19,34 +17,21 @@ SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "reproduce").glob("*.sh"
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory, data_root):
-    env = dict(
-        os.environ,
-        NASREPRO_DATA=str(data_root),
-        WANDB_MODE="offline",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-    )
-    runs = {}
-    for script in SCRIPTS:
-        out = tmp_path_factory.mktemp(script.stem)
-        log = open(out.parent / f"{script.stem}.log", "w+")  # noqa: SIM115  (closed below)
-        command = ["bash", str(script), "--preset", "smoke", "--out", str(out)]
-        runs[script] = (subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), out, log)
-    yield runs
-    for process, _, log in runs.values():
-        if process.poll() is None:
-            process.kill()
-        log.close()
+def smoke_runs(request, data_root):
+    import smoke_scripts
+
+    runs = request.config.stash.get(smoke_scripts.KEY, None)
+    if runs is None:  # collected some other way: start them now
+        runs = smoke_scripts.SmokeRuns(SCRIPTS, data_root)
+        request.config.stash[smoke_scripts.KEY] = runs
+    return runs
 
 
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
 def test_smoke_preset_runs_and_writes_records(script, smoke_runs):
-    process, out, log = smoke_runs[script]
-    code = process.wait(timeout=1500)
-    log.seek(0)
-    assert code == 0, log.read()[-3000:]
+    code, out, log = smoke_runs.wait(script, timeout=1400)
+    assert code == 0, log[-3000:]
     records = list(iter_records(out))
     assert records, "the script wrote no run records"
     assert all(r["preset"] == "smoke" for _, r in records)
