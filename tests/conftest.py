@@ -142,7 +142,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         {
             item.callspec.params["script"]
             for item in items
-            if item.nodeid.startswith("tests/test_reproduce.py::test_smoke_preset") and hasattr(item, "callspec")
+            if item.nodeid.startswith("tests/test_reproduce.py::test_smoke_preset")
+            and hasattr(item, "callspec")
         }
     )
     root = Path(os.environ.get("NASREPRO_DATA", SHARED))
