@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.memory import MB, MEMNAS_BYTES_PER_ELEMENT
+from nasrepro.harness.memory import MB, MEMNAS_BYTES_PER_ELEMENT, PrototypeMemory
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 
@@ -28,19 +28,13 @@ W_SHARE, I_SHARE = 0.3, 0.7  # k3, k4 hard-coded in the prototype's score()
 
 
 @dataclass(frozen=True)
-class NetMemory:
-    """W and I of one network, in elements."""
-
-    weight_elements: int
-    feature_elements: int
-
-    @property
-    def total_elements(self) -> int:
-        return self.weight_elements + self.feature_elements
+class NetMemory(PrototypeMemory):
+    """W and I of one network, in elements (the harness's MemNAS memory model, here measured by the
+    exact trace), with the MB figures the search reports."""
 
     @property
     def total_mb(self) -> float:
-        return self.total_elements * MEMNAS_BYTES_PER_ELEMENT / MB
+        return self.memnas_mb
 
     def to_dict(self) -> dict[str, float]:
         return {
