@@ -42,3 +42,16 @@ def test_a_faithful_rerun_replaces_the_record_and_a_differing_one_is_kept(tmp_pa
     assert "charged_cost" in json.loads(same.read_text())["search_cost"]
     assert planted.read_text() == before and str(planted) in capsys.readouterr().err
     assert not list(tmp_path.glob(".rerun-*"))  # the scratch folder is gone
+
+
+def test_missing_reruns_only_records_without_a_charged_cost(tmp_path):
+    done, todo = _records(tmp_path, [0, 1])
+    data = json.loads(todo.read_text())
+    data["search_cost"].pop("charged_cost")
+    todo.write_text(json.dumps(data))
+    data = json.loads(done.read_text())
+    data["history"][2]["test"] += 1.0  # would differ if it were rerun
+    done.write_text(json.dumps(data))
+    assert main(["--results", str(tmp_path), "--missing"]) == 0
+    assert "charged_cost" in json.loads(todo.read_text())["search_cost"]
+    assert json.loads(done.read_text())["history"][2]["test"] == data["history"][2]["test"]

@@ -3,6 +3,7 @@ records (e.g. the machine-independent charged cost, the method's own overhead) w
 what they mean.
 
     python -m nasrepro.app.rerun --results results [--task 'nasbench-graph/*'] [--method evolution]
+        [--missing]
 
 Each search record on a table task is rerun in this process from the request it stores; the new
 record replaces the old one only if its history is the committed one query for query (architecture,
@@ -52,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--task", default="*", help="task-name pattern (fnmatch)")
     parser.add_argument("--method", default="*", help="method-name pattern (fnmatch)")
+    parser.add_argument(
+        "--missing",
+        action="store_true",
+        help="only records without a charged cost (resume an interrupted rerun)",
+    )
     args = parser.parse_args(argv)
     from nasrepro.tasks import get_task
 
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 or not fnmatch.fnmatchcase(record["task"], args.task)
                 or not fnmatch.fnmatchcase(record["method"], args.method)
                 or get_task(record["task"]).kind != "table"
+                or (args.missing and "charged_cost" in record.get("search_cost", {}))
             ):
                 continue
             new, new_path = run_search(request_of(record, Path(scratch)))
