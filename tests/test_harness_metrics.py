@@ -10,16 +10,14 @@ import torch
 from torch import nn
 
 from nasrepro.errors import UsageError
+from nasrepro.harness.machine import describe_device, machine_info, search_cost
 from nasrepro.harness.metrics import (
     MIB,
     count_flops,
     count_params,
-    describe_device,
-    machine_info,
     measure_latency,
     model_metrics,
     peak_training_memory,
-    search_cost,
 )
 
 F32 = 4  # bytes per float32 element

@@ -16,10 +16,7 @@ from nasrepro.spaces import SPACES
 from nasrepro.spaces.nasbench201 import (
     EDGES,
     OP_NAMES,
-    OPS,
-    Cell,
     NB201Arch,
-    NB201Network,
     NB201Space,
     _classes,
     _reduced_graph,
@@ -27,6 +24,7 @@ from nasrepro.spaces.nasbench201 import (
     cell_form,
     equivalence_classes,
 )
+from nasrepro.spaces.nasbench201_net import OPS, Cell, NB201Network
 
 # NB201's README example (index 1 of the benchmark)
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"

@@ -18,7 +18,6 @@ from nasrepro.spaces.nasbench_graph import (
     OPS,
     OPS_PROTEINS,
     GraphArch,
-    GraphDAGNet,
     NasBenchGraphSpace,
     all_archs,
     arch_from_hash,
@@ -27,6 +26,7 @@ from nasrepro.spaces.nasbench_graph import (
     raw_hash,
     recipe_hint,
 )
+from nasrepro.spaces.nasbench_graph_net import GraphDAGNet
 from nasrepro.tasks.nasbench_graph import SHAPES
 
 nbg = pytest.importorskip("nas_bench_graph")

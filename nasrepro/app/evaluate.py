@@ -31,7 +31,7 @@ def evaluate_record_path(req: EvaluateRequest, label: str) -> Path:
 
 def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
     """Build `req.arch` (a reference name or a canonical architecture string), train, record."""
-    from nasrepro.harness.metrics import machine_info, search_cost
+    from nasrepro.harness.machine import machine_info, search_cost
     from nasrepro.harness.training import fit_and_evaluate
     from nasrepro.tasks import get_task
 

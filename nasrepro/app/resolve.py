@@ -49,9 +49,12 @@ def space_for(method: type[Method] | None, task: Task, name: str | None) -> Spac
         if task.default_space is None:
             raise UsageError(f"task {task.name!r} has no default search space; pass --space")
         name = task.default_space
-    from nasrepro.methods import method_names
+    from nasrepro.spaces import SPACES
 
-    method_names()  # method packages register their own spaces (e.g. proxyless-cifar) on import
+    if name not in SPACES:
+        from nasrepro.methods import method_names
+
+        method_names()  # method packages register their own spaces (e.g. proxyless-cifar) on import
     return get_space(name)
 
 

@@ -176,7 +176,7 @@ def search_record(
     search_wall: float,
 ) -> Record:
     """The run's record, from the evaluator's history and cost plus the method's report."""
-    from nasrepro.harness.metrics import machine_info, search_cost
+    from nasrepro.harness.machine import machine_info, search_cost
 
     task, space = resolved.task, resolved.space
     best = next(q for q in evaluator.history if q.arch == result.best_arch)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from nasrepro.errors import UsageError
+
+if TYPE_CHECKING:  # recipes are data: a table search reads them without paying torch's import
+    import torch
 
 PRESETS = ("smoke", "cpu", "paper")
 
@@ -86,6 +87,8 @@ class Preset:
 
 def build_optimizer(params: Iterable[Any], recipe: TrainRecipe) -> torch.optim.Optimizer:
     """The recipe's optimiser over `params` (tensors, or param-group dicts whose own settings win)."""
+    import torch
+
     params = list(params)
     if params and not isinstance(params[0], dict):
         params = [p for p in params if p.requires_grad]
@@ -110,6 +113,8 @@ def configure_optimizers(params: Iterable[Any], recipe: TrainRecipe) -> dict[str
     if recipe.schedule == "constant":
         return {"optimizer": optimizer}
     if recipe.schedule == "cosine":
+        import torch
+
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
     raise UsageError(f"unknown schedule {recipe.schedule!r}; use constant or cosine")

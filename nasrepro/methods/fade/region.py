@@ -26,7 +26,8 @@ from nasrepro.errors import UsageError
 from nasrepro.harness.space import Space
 from nasrepro.methods.fade.estimator import MixedStage
 from nasrepro.spaces.hierarchical import HierArch, HierarchicalSpace, cell_module, make_op_factory
-from nasrepro.spaces.nasbench201 import NB201Arch, NB201Space, ResidualReduction, arch_cell
+from nasrepro.spaces.nasbench201 import NB201Arch, NB201Space
+from nasrepro.spaces.nasbench201_net import ResidualReduction, arch_cell
 
 if TYPE_CHECKING:
     from nasrepro.harness.task import Task

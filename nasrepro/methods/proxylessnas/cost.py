@@ -27,7 +27,7 @@ from torch.utils.benchmark import Timer
 
 from nasrepro.atomic import atomic_write_text
 from nasrepro.errors import DataError, UsageError
-from nasrepro.harness.metrics import describe_device
+from nasrepro.harness.machine import describe_device
 
 
 # --- expected cost -----------------------------------------------------------------------------------

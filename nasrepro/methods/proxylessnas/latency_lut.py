@@ -54,7 +54,7 @@ from scipy import stats
 from torch import nn
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.metrics import describe_device
+from nasrepro.harness.machine import describe_device
 from nasrepro.methods.proxylessnas.blocks import (
     ZERO,
     MBConv,
@@ -474,7 +474,7 @@ def run_lut_check(
     kept) and the matching ``.md``. The JSON carries the table itself, every architecture's predicted
     and measured latency, the error summary, machine info, git commit and the command."""
     from nasrepro.atomic import atomic_write_text
-    from nasrepro.harness.metrics import machine_info
+    from nasrepro.harness.machine import machine_info
     from nasrepro.tracking.provenance import git_commit
 
     dev = check_device(device)

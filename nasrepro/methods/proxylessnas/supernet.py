@@ -54,16 +54,8 @@ from nasrepro.methods.proxylessnas.spaces import (
     ProxylessSpace,
     init_he_fout,
 )
-from nasrepro.spaces.nasbench201 import (
-    EDGES,
-    OP_NAMES,
-    OPS,
-    Cell,
-    NB201Arch,
-    NB201Network,
-    ResidualReduction,
-    edge_key,
-)
+from nasrepro.spaces.nasbench201 import EDGES, OP_NAMES, NB201Arch
+from nasrepro.spaces.nasbench201_net import OPS, Cell, NB201Network, ResidualReduction, edge_key
 
 Edge = MixedEdge | AllPathsEdge
 #: the edge kinds a supernet can be built with
