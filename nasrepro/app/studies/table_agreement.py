@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from nasrepro.atomic import atomic_write_text
-from nasrepro.tracking.records import iter_records
+from nasrepro.tracking.records import iter_records, read_record
 
 FAR = 10.0  # points: an architecture this far from the table is listed with what was found
 
@@ -86,6 +86,13 @@ def agreement(
     }
 
 
+def under_protocol(record: dict[str, Any]) -> bool:
+    """Whether an evaluate record was trained under the space's protocol (issue 16 item 1): records of
+    the first study (final epoch, one seed) predate the recipe's `select` and are neither reused nor
+    summarised."""
+    return bool(record["config"]["preset"]["recipe"].get("select"))
+
+
 def summarise(out: Path, task: str, table_task: Any, preset: str) -> dict[str, Any]:
     space, table = table_task.space(), table_task.table()
     found: dict[str, dict[str, Any]] = {}
@@ -95,7 +102,7 @@ def summarise(out: Path, task: str, table_task: Any, preset: str) -> dict[str, A
             and record["task"] == task
             and record["preset"] == preset
             and record["space"].get("name") == space.name
-            and record["config"]["preset"]["recipe"].get("select")  # trained under the space's protocol
+            and under_protocol(record)
         ):
             found[record["best_arch"]] = record["metrics"]
     if len(found) < 4:
@@ -240,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             req = EvaluateRequest(
                 task=args.task, arch=arch, preset=args.preset, seed=0, out=out, wandb="disabled", space=space
             )
-            if not evaluate_record_path(req, evaluate_label(arch)).exists():
+            path = evaluate_record_path(req, evaluate_label(arch))
+            if not (path.exists() and under_protocol(read_record(path))):
                 run_evaluate(req)  # finished evaluations are kept: rerunning resumes
     summary = summarise(out, args.task, table_task, args.preset)
     stem = f"agreement_{args.task}_vs_{args.table.replace('/', '_')}_{args.preset}"
