@@ -2,7 +2,7 @@
 # Live training vs the NAS-Bench-Graph table (issue 16 item 2): rank and absolute agreement of test
 # accuracy, with bootstrap intervals and the noise ceiling, over architectures stratified by the table's
 # validation accuracy, each trained under the benchmark's own protocol (raw features, its optimiser,
-# the epoch of best validation accuracy, the mean over 3 seeds).
+# the epoch of lowest validation loss, the mean over 3 seeds).
 #
 #   bash reproduce/nasbench_graph_live.sh --preset smoke|cpu|paper [--out DIR]
 #

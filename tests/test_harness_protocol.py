@@ -5,14 +5,16 @@ error; `select: best-val` scores the epoch with the best validation score, chose
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
+import torch
 import toys
 
-from nasrepro.errors import UsageError
+from nasrepro.errors import EvaluationFailed, UsageError
 from nasrepro.harness.recipe import TrainRecipe, with_overrides
-from nasrepro.harness.training import fit_and_evaluate
+from nasrepro.harness.training import KeepBestValidation, fit_and_evaluate
 from nasrepro.spaces.nasbench_graph import MODEL_KEYS, NasBenchGraphSpace, recipe_hint
 from nasrepro.tasks import get_task
 
@@ -62,6 +64,56 @@ def test_best_val_selection_scores_the_planted_best_epoch(select, tmp_path):
         assert trace.vals == [] and result["val"] < 70 and "best_epochs" not in result
 
 
+def _validate(keep: KeepBestValidation, module: torch.nn.Module, epoch: int, **metrics: float) -> None:
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        current_epoch=epoch,
+        callback_metrics={k.replace("_", "/"): v for k, v in metrics.items()},
+    )
+    module.weight.data.fill_(float(epoch))  # marks which epoch's weights are kept
+    keep.on_validation_end(trainer, module)
+
+
+@pytest.mark.parametrize(
+    ("select", "chosen"), [("min-val-loss", 2), ("best-val", 1)], ids=["min-val-loss", "best-val"]
+)
+def test_the_select_rule_keeps_its_planted_epoch_and_reports_that_epochs_score(select, chosen):
+    """Losses and accuracies planted to disagree: the code's rule (lowest loss) keeps epoch 2, the
+    accuracy reading keeps epoch 1; a NaN loss never qualifies; the reported score is the kept epoch's."""
+    keep, module = KeepBestValidation.for_rule(select, "accuracy", "max"), torch.nn.Linear(1, 1)
+    for epoch, (loss, acc) in enumerate([(0.9, 60.0), (0.7, 80.0), (0.3, 70.0), (float("nan"), 90.0)]):
+        _validate(keep, module, epoch, val_loss=loss, val_accuracy=acc if epoch < 3 else float("nan"))
+    keep.on_fit_end(None, module)
+    assert keep.best_epoch == chosen and keep.best == [60.0, 80.0, 70.0][chosen]
+    assert module.weight.item() == chosen
+
+
+class NaNFromEpoch(L.Callback):
+    """Plants a divergence: from `epoch` on, one weight is NaN before every step."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+        if trainer.current_epoch >= self.epoch:
+            next(pl_module.parameters()).data.view(-1)[0] = float("nan")
+
+
+@pytest.mark.parametrize("select", ["min-val-loss", "best-val", "final"])
+def test_a_diverged_fit_keeps_its_last_selected_epoch_or_fails(select, tmp_path):
+    """The benchmark never selects a NaN-loss epoch, so a selecting fit ends at divergence with the
+    epoch it had; a fit scored on its final weights has nothing to fall back on and fails."""
+    task, space, preset = _toy(select)
+    model = space.to_model(ARCH, task)
+    if select == "final":
+        with pytest.raises(EvaluationFailed, match="non-finite"):
+            fit_and_evaluate(task, model, preset, 0, tmp_path, callbacks=[NaNFromEpoch(2)])
+        return
+    result = fit_and_evaluate(task, model, preset, 0, tmp_path, callbacks=[NaNFromEpoch(2)])
+    assert result["diverged_epochs"] == [2] and result["best_epochs"][0] < 2
+    assert result["test"] > 70  # the kept weights are scored, not the NaN ones
+
+
 def test_repeats_average_fresh_networks_over_seeds(tmp_path):
     task, space, preset = _toy("final", repeats=3)
     built = []
@@ -70,10 +122,12 @@ def test_repeats_average_fresh_networks_over_seeds(tmp_path):
         built.append(space.to_model(ARCH, task))
         return built[-1]
 
+    torch.manual_seed(0)  # repeat 0 trains the network it is given: build it as `single`'s below
     result = fit_and_evaluate(task, build(), preset, 7, tmp_path, build=build)
     assert len(built) == 3 and len(result["val_seeds"]) == 3
     assert result["val"] == pytest.approx(sum(result["val_seeds"]) / 3)
     assert result["test"] == pytest.approx(sum(result["test_seeds"]) / 3)
+    torch.manual_seed(0)
     single = fit_and_evaluate(task, space.to_model(ARCH, task), _toy("final")[2], 7, tmp_path)
     assert single["val"] == pytest.approx(result["val_seeds"][0])  # repeat 0 is the plain fit
     with pytest.raises(UsageError, match="model builder"):
@@ -103,13 +157,13 @@ def test_nasbench_graph_protocol_is_applied_whole(dataset):
     cpu = with_overrides(task.preset("cpu"), space.recipe_overrides(task)).recipe
     recipe_keys = set(hint) - MODEL_KEYS - {"source"}
     assert {k: getattr(cpu, k) for k in recipe_keys} == {k: hint[k] for k in recipe_keys}
-    assert (cpu.select, cpu.repeats, cpu.normalize_features, cpu.momentum) == ("best-val", 3, False, 0.0)
+    assert (cpu.select, cpu.repeats, cpu.normalize_features, cpu.momentum) == ("min-val-loss", 3, False, 0.0)
     net = space.to_model(space.parse("0,1,2,2:fc,gat,gcn,graph"), task)
     built = (net.norms[0].num_features, len(net.pre), len(net.post))
     assert built == (hint["hidden_dim"], hint["num_pre"], hint["num_pro"])
     assert net.dropout == hint["dropout"]
     smoke = with_overrides(task.preset("smoke"), space.recipe_overrides(task)).recipe
-    assert smoke.repeats == 1 and smoke.select == "best-val" and not smoke.normalize_features
+    assert smoke.repeats == 1 and smoke.select == "min-val-loss" and not smoke.normalize_features
 
 
 def test_planetoid_raw_features_are_the_bag_of_words(data_root):

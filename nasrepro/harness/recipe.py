@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # recipes are data: a table search reads them without paying 
     import torch
 
 PRESETS = ("smoke", "cpu", "paper")
+#: the recipe's `select` values: which epoch's weights a fit is scored with
+SELECT_RULES = ("final", "best-val", "min-val-loss")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class TrainRecipe:
     momentum: float = 0.9
     nesterov: bool = False
     batch_size: int = 128
-    schedule: Literal["constant", "cosine"] = "cosine"
+    #: per-epoch learning-rate schedule; "multistep" multiplies it by `gamma` at each of `milestones`
+    schedule: Literal["constant", "cosine", "multistep"] = "cosine"
     grad_clip: float | None = None
     dropout: float = 0.0
     # Caps on batches per epoch: a float is a fraction, an int a count (Lightning's convention).
@@ -38,9 +41,10 @@ class TrainRecipe:
     limit_eval_batches: float | int = 1.0
     # A fixed-size subset of the training split (smoke presets); None = the full split.
     train_subset: int | None = None
-    #: which weights are scored: the final epoch's (the papers' final-training recipes), or those of
-    #: the epoch with the best *validation* score (NAS-Bench-Graph's protocol; test never chooses)
-    select: Literal["final", "best-val"] = "final"
+    #: which weights are scored: the final epoch's (the papers' final-training recipes), those of the
+    #: epoch with the best validation score (`best-val`), or of the epoch with the lowest validation
+    #: loss (`min-val-loss`: NAS-Bench-Graph's generation code); test never chooses
+    select: Literal["final", "best-val", "min-val-loss"] = "final"
     #: independent trainings, seeds seed, seed+1, ..., whose val and test are averaged (NAS-Bench-Graph's
     #: entries are means over 3 seeds); a size field, so smoke keeps 1
     repeats: int = 1
@@ -52,8 +56,10 @@ class TrainRecipe:
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise UsageError(f"recipe field 'repeats' must be at least 1, got {self.repeats}")
-        if self.select not in ("final", "best-val"):
-            raise UsageError(f"recipe field 'select' must be 'final' or 'best-val', got {self.select!r}")
+        if self.select not in SELECT_RULES:
+            raise UsageError(
+                f"recipe field 'select' must be one of {', '.join(SELECT_RULES)}, got {self.select!r}"
+            )
 
     def replace(self, **changes: Any) -> TrainRecipe:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -83,6 +89,71 @@ class Preset:
             "description": self.description,
             "recipe": self.recipe.to_dict(),
         }
+
+
+#: the options a task must declare to apply (`Task.recipe_options`), each with its neutral default
+OPTIONS: Mapping[str, Any] = {"label_smoothing": 0.0, "no_decay_keys": None, "cutout": 0, "color_jitter": None}
+#: `extra` keys that became recipe fields: an old key would otherwise be silently ignored
+MOVED_EXTRA: Mapping[str, str] = {
+    "lr_milestones": "milestones (with schedule: multistep)",
+    "lr_gamma": "gamma",
+    "label_smoothing": "label_smoothing",
+}
+
+
+def check_options(recipe: TrainRecipe) -> None:
+    """Validate the schedule and the optional fields; lists (YAML) become tuples."""
+    moved = sorted(set(recipe.extra) & set(MOVED_EXTRA))
+    if moved:
+        raise UsageError(
+            f"recipe extra key(s) {moved} are recipe fields now: use {', '.join(MOVED_EXTRA[k] for k in moved)}"
+        )
+    object.__setattr__(recipe, "milestones", tuple(int(m) for m in recipe.milestones))
+    if recipe.color_jitter is not None:
+        object.__setattr__(recipe, "color_jitter", tuple(float(v) for v in recipe.color_jitter))
+    milestones = list(recipe.milestones)
+    if recipe.schedule == "multistep" and (
+        not milestones or milestones != sorted(set(milestones)) or milestones[0] < 1
+    ):
+        raise UsageError(f"schedule 'multistep' needs increasing positive milestone epochs, got {milestones}")
+    if not 0.0 <= recipe.label_smoothing < 1.0:
+        raise UsageError(f"recipe field 'label_smoothing' must be in [0, 1), got {recipe.label_smoothing}")
+    if not isinstance(recipe.cutout, int) or recipe.cutout < 0:
+        raise UsageError(f"recipe field 'cutout' must be a length in pixels >= 0, got {recipe.cutout!r}")
+    if recipe.color_jitter is not None and len(recipe.color_jitter) != 4:
+        raise UsageError(
+            f"recipe field 'color_jitter' is (brightness, contrast, saturation, hue), got {recipe.color_jitter}"
+        )
+    if recipe.no_decay_keys is not None and not all(recipe.no_decay_keys.split("#")):
+        raise UsageError(f"recipe field 'no_decay_keys' must be '#'-separated names, got {recipe.no_decay_keys!r}")
+
+
+def options_in_use(recipe: TrainRecipe) -> list[str]:
+    """The optional fields (`OPTIONS`) that `recipe` sets to something other than their neutral value."""
+    return [name for name, neutral in OPTIONS.items() if getattr(recipe, name) != neutral]
+
+
+def param_groups(named_parameters: Iterable[tuple[str, Any]], recipe: TrainRecipe) -> list[Any]:
+    """The parameters to optimise: plain tensors, or with `no_decay_keys` two groups, the second
+    (names containing a key) without weight decay.
+
+    The released ProxylessNAS ``run_manager.py`` splits ``no_decay_keys`` on '#' and exempts every
+    parameter whose name *contains* a key (``MyNetwork.get_parameters(keys, mode='include')``),
+    because decaying BatchNorm's scale and shift only fights the normalisation (its retraining
+    default is "bn"). Names are matched as there, so a network must name its BN modules "bn".
+    """
+    named = [(name, p) for name, p in named_parameters if p.requires_grad]
+    if recipe.no_decay_keys is None:
+        return [p for _, p in named]
+    keys = recipe.no_decay_keys.split("#")
+    exempt = [p for name, p in named if any(key in name for key in keys)]
+    if not exempt:
+        raise UsageError(f"no_decay_keys {recipe.no_decay_keys!r} matches no parameter name of the network")
+    ids = {id(p) for p in exempt}
+    return [
+        {"params": [p for _, p in named if id(p) not in ids], "weight_decay": recipe.weight_decay},
+        {"params": exempt, "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(params: Iterable[Any], recipe: TrainRecipe) -> torch.optim.Optimizer:
@@ -117,7 +188,14 @@ def configure_optimizers(params: Iterable[Any], recipe: TrainRecipe) -> dict[str
 
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-    raise UsageError(f"unknown schedule {recipe.schedule!r}; use constant or cosine")
+    if recipe.schedule == "multistep":
+        import torch
+
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    raise UsageError(f"unknown schedule {recipe.schedule!r}; use constant, cosine or multistep")
 
 
 #: The fields that size a fit (how much work it does), which the smoke preset keeps as its own.

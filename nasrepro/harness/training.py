@@ -18,38 +18,65 @@ from nasrepro.harness.task import Task
 
 
 class FailOnNonFiniteLoss(L.Callback):
-    """Stops a diverged fit at once, so the search can mark the evaluation failed and go on."""
+    """Stops a diverged fit at once, so the search can mark the evaluation failed and go on.
+
+    A fit that selects an epoch (`KeepBestValidation`) and has kept one ends instead: non-finite
+    weights never train back, and every later epoch's validation loss is NaN, which the benchmark's
+    own loop never selects (``val_loss < min_val_loss`` is false for NaN), so stopping here scores
+    exactly what training on would have.
+    """
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss).all():
-            raise EvaluationFailed(
-                f"non-finite training loss ({loss.item()}) at epoch {trainer.current_epoch}, batch {batch_idx}"
-            )
+        if loss is None or torch.isfinite(loss).all():
+            return
+        keep = next((c for c in trainer.callbacks if isinstance(c, KeepBestValidation)), None)  # type: ignore[attr-defined]
+        if keep is not None and keep.best is not None:
+            keep.diverged_epoch = trainer.current_epoch
+            trainer.should_stop = True
+            return
+        raise EvaluationFailed(
+            f"non-finite training loss ({loss.item()}) at epoch {trainer.current_epoch}, batch {batch_idx}"
+        )
 
 
 class KeepBestValidation(L.Callback):
-    """Keeps the weights of the epoch with the best validation score (`select: best-val`).
+    """Keeps the weights of the epoch selected on validation alone, and its validation score.
 
-    NAS-Bench-Graph reports the test accuracy at the epoch of best validation accuracy; we select
-    that epoch on validation alone and score its weights afterwards, so test never chooses. The
-    weights are copied to the CPU only when validation improves, and restored when fit ends.
+    `select: best-val` picks the epoch with the best validation score (`report_key`);
+    `select: min-val-loss` the one with the lowest validation loss, which is what NAS-Bench-Graph's
+    generation code does (``worker.py``: ``if val_loss < min_val_loss: best_performance = test_acc``).
+    Either way test never chooses: the kept weights are scored on test after the fit. They are copied
+    to the CPU only when the criterion improves, and restored when fit ends.
     """
 
-    def __init__(self, key: str, direction: str) -> None:
-        self.key, self.sign = key, 1.0 if direction == "max" else -1.0
-        self.best: float | None = None
+    def __init__(self, select_key: str, direction: str, report_key: str) -> None:
+        self.key, self.sign, self.report_key = select_key, 1.0 if direction == "max" else -1.0, report_key
+        self.criterion: float | None = None
+        self.best: float | None = None  # the selected epoch's `report_key` score
         self.best_epoch = -1
+        self.diverged_epoch: int | None = None
         self._state: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def for_rule(cls, select: str, metric: str, direction: str) -> KeepBestValidation:
+        if select == "min-val-loss":
+            return cls("val/loss", "min", f"val/{metric}")
+        return cls(f"val/{metric}", direction, f"val/{metric}")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        if self.key not in trainer.callback_metrics:
+            raise UsageError(f"the task logs no {self.key!r}, which the recipe's select rule reads")
         score = float(trainer.callback_metrics[self.key])
-        if math.isfinite(score) and (self.best is None or self.sign * score > self.sign * self.best):
-            self.best, self.best_epoch = score, trainer.current_epoch
+        if math.isfinite(score) and (
+            self.criterion is None or self.sign * score > self.sign * self.criterion
+        ):
+            self.criterion, self.best_epoch = score, trainer.current_epoch
+            self.best = float(trainer.callback_metrics[self.report_key])
             self._state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -87,9 +114,9 @@ def trainer_for(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        # Validate inside `fit` only to select an epoch (`select: best-val`); else the protocol scores
+        # Validate inside `fit` only to select an epoch (`select` other than final); else the protocol scores
         # the final model, which `fit_and_evaluate` validates once after training.
-        check_val_every_n_epoch=1 if recipe.select == "best-val" else recipe.epochs + 1,
+        check_val_every_n_epoch=1 if recipe.select != "final" else recipe.epochs + 1,
         deterministic=deterministic,
         default_root_dir=str(default_root_dir) if default_root_dir else None,
     )
@@ -109,7 +136,7 @@ def fit_and_evaluate(
     """Train from scratch with the task's recipe; return `val`, `test` and timing.
 
     The numbers are those of the final model, as in the papers' final-training recipes, or with
-    `select: best-val` those of the epoch with the best validation score. With `repeats: n` the
+    with `select` those of the epoch chosen on validation (`KeepBestValidation`). With `repeats: n` the
     network is trained n times -- `model` under `seed`, then fresh networks from `build()` under
     seeds seed+1, ... -- and `val`/`test` are the means (per-seed values in `val_seeds`/`test_seeds`,
     one each without repeats; the selected epochs in `best_epochs`).
@@ -133,6 +160,7 @@ def fit_and_evaluate(
     }
     if "best_epoch" in runs[0]:
         out["best_epochs"] = [r["best_epoch"] for r in runs]
+        out["diverged_epochs"] = [r.get("diverged_epoch") for r in runs]
     return out
 
 
@@ -149,12 +177,13 @@ def _fit_once(
         raise UsageError(
             f"{task.name} has no node features to leave un-normalised (normalize_features: false)"
         )
+    task.check_recipe(preset.recipe)  # an option the task would not apply is refused, not ignored
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = task.datamodule(preset, data_dir, seed)
     module = task.lightning_module(model, preset)
     name = task.metric.name
-    keep = KeepBestValidation(f"val/{name}", task.metric.direction)
-    selecting = preset.recipe.select == "best-val"
+    keep = KeepBestValidation.for_rule(preset.recipe.select, name, task.metric.direction)
+    selecting = preset.recipe.select != "final"
     trainer = trainer_for(preset, callbacks=[*callbacks, *([keep] if selecting else [])], **trainer_kwargs)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -174,4 +203,6 @@ def _fit_once(
     }
     if selecting:
         result["best_epoch"] = keep.best_epoch
+        if keep.diverged_epoch is not None:
+            result["diverged_epoch"] = keep.diverged_epoch
     return result

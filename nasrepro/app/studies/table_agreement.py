@@ -7,8 +7,8 @@ in for a trained one (issue 16 item 2).
 Sampling: `n` architectures stratified by the table's *validation* accuracy (one from each of `n`
 equal-count strata, drawn with a fixed seed), so the sample covers the table's range without being
 picked on test noise. Each is trained by `nasrepro evaluate` under the space's protocol -- for
-NAS-Bench-Graph the benchmark's own (raw features, its optimiser, the epoch of best validation
-accuracy, the mean over 3 seeds) -- one record per architecture, kept, so rerunning resumes.
+NAS-Bench-Graph the benchmark's own (raw features, its optimiser, the epoch of lowest validation
+loss, the mean over 3 seeds) -- one record per architecture, kept, so rerunning resumes.
 
 Statistics, from those records alone: Kendall's tau and Spearman's rho between our mean test accuracy
 and the table's, with percentile-bootstrap 95% intervals (resampling architectures), over the whole
