@@ -275,7 +275,7 @@ def test_smoke_fit_of_resnet20(arrays: cifar.CifarArrays) -> None:
 def test_label_smoothing_is_read_from_the_recipe() -> None:
     from nasrepro.tasks.image_classification import ImageClassificationModule
 
-    preset = Preset("x", recipe(extra={"label_smoothing": 0.1}), 1)
+    preset = Preset("x", recipe(label_smoothing=0.1), 1)
     module = ImageClassificationModule(resnet20(), preset)
     assert module.label_smoothing == 0.1
     assert ImageClassificationModule(resnet20(), Preset("y", recipe(), 1)).label_smoothing == 0.0

@@ -110,7 +110,7 @@ def test_registration_presets_and_reference_model() -> None:
     assert task.metric.name == "accuracy" and task.metric.direction == "max"
     paper = task.preset("paper").recipe
     assert (paper.epochs, paper.lr, paper.batch_size, paper.weight_decay) == (90, 0.1, 256, 1e-4)
-    assert tuple(paper.extra["lr_milestones"]) == (30, 60)
+    assert (paper.schedule, paper.milestones, paper.gamma) == ("multistep", (30, 60), 0.1)
     assert "val" in task.preset("smoke").description
     (x,) = task.example_input(2)
     assert x.shape == (2, 3, 224, 224)

@@ -51,6 +51,21 @@ class TrainRecipe:
     #: row-normalise node features (Kipf & Welling); NAS-Bench-Graph trains on the raw features.
     #: Only graph tasks have node features; other tasks refuse `False` rather than ignore it
     normalize_features: bool = True
+    #: epochs at which a "multistep" schedule multiplies the learning rate by `gamma` (He et al. 2016
+    #: divide by 10 at fixed epochs); unused by the other schedules
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    # Options a task applies only where it declares them (`Task.recipe_options`); their defaults
+    # change nothing, and a task refuses a non-default value it would not apply (`OPTIONS`).
+    #: cross-entropy label smoothing of the training loss (Szegedy et al. 2016)
+    label_smoothing: float = 0.0
+    #: '#'-separated substrings of parameter names trained without weight decay (the released
+    #: ProxylessNAS ``--no_decay_keys``: "bn" exempts the BatchNorm weights and biases); None: none
+    no_decay_keys: str | None = None
+    #: side in pixels of the one square zeroed per training image (DeVries & Taylor 2017); 0: none
+    cutout: int = 0
+    #: ColorJitter (brightness, contrast, saturation, hue) of the training images; None: none
+    color_jitter: tuple[float, float, float, float] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,6 +75,7 @@ class TrainRecipe:
             raise UsageError(
                 f"recipe field 'select' must be one of {', '.join(SELECT_RULES)}, got {self.select!r}"
             )
+        check_options(self)
 
     def replace(self, **changes: Any) -> TrainRecipe:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -92,7 +108,12 @@ class Preset:
 
 
 #: the options a task must declare to apply (`Task.recipe_options`), each with its neutral default
-OPTIONS: Mapping[str, Any] = {"label_smoothing": 0.0, "no_decay_keys": None, "cutout": 0, "color_jitter": None}
+OPTIONS: Mapping[str, Any] = {
+    "label_smoothing": 0.0,
+    "no_decay_keys": None,
+    "cutout": 0,
+    "color_jitter": None,
+}
 #: `extra` keys that became recipe fields: an old key would otherwise be silently ignored
 MOVED_EXTRA: Mapping[str, str] = {
     "lr_milestones": "milestones (with schedule: multistep)",
@@ -125,7 +146,9 @@ def check_options(recipe: TrainRecipe) -> None:
             f"recipe field 'color_jitter' is (brightness, contrast, saturation, hue), got {recipe.color_jitter}"
         )
     if recipe.no_decay_keys is not None and not all(recipe.no_decay_keys.split("#")):
-        raise UsageError(f"recipe field 'no_decay_keys' must be '#'-separated names, got {recipe.no_decay_keys!r}")
+        raise UsageError(
+            f"recipe field 'no_decay_keys' must be '#'-separated names, got {recipe.no_decay_keys!r}"
+        )
 
 
 def options_in_use(recipe: TrainRecipe) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.recipe import Preset
+from nasrepro.harness.recipe import OPTIONS, Preset, TrainRecipe, options_in_use
 
 if TYPE_CHECKING:
     import lightning as L
@@ -66,6 +66,9 @@ class Task(ABC):
     default_space: str | None = None
     #: the task's inputs include node features, which a recipe may leave un-normalised
     node_features: bool = False
+    #: the optional recipe fields (`recipe.OPTIONS`: label smoothing, no-decay keys, cutout, colour
+    #: jitter) this task's training applies; any other set to a non-neutral value is refused
+    recipe_options: frozenset[str] = frozenset()
 
     @property
     @abstractmethod
@@ -106,6 +109,16 @@ class Task(ABC):
         return []
 
     # --- training protocol (train tasks) -------------------------------------------------------
+    def check_recipe(self, recipe: TrainRecipe) -> None:
+        """Refuse a recipe option this task would not apply: a setting nothing applies would make
+        the numbers silently mean something else (the rule of `recipe.with_overrides`)."""
+        unapplied = [name for name in options_in_use(recipe) if name not in self.recipe_options]
+        if unapplied:
+            applied = ", ".join(sorted(self.recipe_options)) or "none of " + ", ".join(OPTIONS)
+            raise UsageError(
+                f"task {self.name!r} does not apply the recipe option(s) {unapplied}; it applies: {applied}"
+            )
+
     def datamodule(self, preset: Preset, data_dir: Path, seed: int) -> L.LightningDataModule:
         raise NotImplementedError(f"task {self.name!r} has no datamodule")
 

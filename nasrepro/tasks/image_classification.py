@@ -1,7 +1,9 @@
 """Supervised image classification: the training step shared by the CIFAR-10 and ImageNet tasks.
 
 Every network -- a reference ResNet, a searched architecture -- is trained and scored by this one
-module, so a difference in accuracy is a difference in architecture, not in training code.
+module, so a difference in accuracy is a difference in architecture, not in training code. The
+recipe options both image tasks apply (`TrainRecipe`: label smoothing, no-decay keys, cutout,
+dropout, a multistep schedule) are implemented here once; colour jitter is ImageNet's own.
 """
 
 from __future__ import annotations
@@ -15,26 +17,63 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.recipe import Preset, TrainRecipe, build_optimizer, configure_optimizers
+from nasrepro.harness.recipe import Preset, TrainRecipe, configure_optimizers, param_groups
+
+#: the recipe options both image tasks apply (`Task.recipe_options`; ImageNet adds colour jitter)
+IMAGE_OPTIONS: frozenset[str] = frozenset({"label_smoothing", "no_decay_keys", "cutout"})
+
+
+def cutout(images: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero one `length` x `length` square per image of a (B, C, H, W) or (C, H, W) tensor.
+
+    DeVries & Taylor (2017, arXiv 1708.04552) and their reference ``util/cutout.py``: the centre is
+    drawn uniformly over the *whole* image, so a square near the border is clipped rather than
+    moved inside (which keeps some images nearly intact), and the mask is applied after
+    normalisation, so the square is the dataset's mean colour. Rows ``cy - length // 2`` up to
+    ``length`` of them (as the reference code for its even lengths, e.g. 16 on CIFAR-10).
+    """
+    if length <= 0:
+        return images
+    batch = images if images.dim() == 4 else images.unsqueeze(0)
+    n, _, height, width = batch.shape
+    cy = torch.randint(0, height, (n, 1), generator=generator) - length // 2
+    cx = torch.randint(0, width, (n, 1), generator=generator) - length // 2
+    rows, cols = torch.arange(height), torch.arange(width)
+    in_rows = (rows >= cy) & (rows < cy + length)  # (n, H)
+    in_cols = (cols >= cx) & (cols < cx + length)  # (n, W)
+    square = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (n, 1, H, W)
+    out = batch.masked_fill(square.to(batch.device), 0.0)
+    return out if images.dim() == 4 else out[0]
+
+
+class Cutout:
+    """`cutout` as a per-image transform (after `Normalize`, as in DeVries & Taylor's pipeline)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return cutout(image, self.length)
+
+    def __repr__(self) -> str:
+        return f"Cutout(length={self.length})"
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """The recipe's dropout on the network's own `nn.Dropout` layers (ProxylessNAS: the one before
+    its classifier, whose rate the released retraining sets per net: ``--dropout``). A network with
+    none cannot apply it, which is an error rather than a silently ignored setting."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    if not layers:
+        raise UsageError(f"the recipe sets dropout {p}, but the network has no dropout layer to apply it to")
+    for layer in layers:
+        layer.p = p
 
 
 def optimizers_for(params: Any, recipe: TrainRecipe) -> dict[str, Any]:
-    """The recipe's optimiser and schedule; `extra["lr_milestones"]` selects a step schedule.
-
-    He et al. (2016) and the standard ImageNet recipe divide the learning rate by 10 at fixed
-    epochs, which the shared recipe's `constant`/`cosine` schedules cannot express, so a recipe
-    may list the milestone epochs (and `lr_gamma`, default 0.1) in `extra`.
-    """
-    milestones = recipe.extra.get("lr_milestones")
-    if not milestones:
-        return configure_optimizers(params, recipe)
-    if list(milestones) != sorted(milestones) or min(milestones) < 1:
-        raise UsageError(f"lr_milestones must be increasing positive epochs, got {list(milestones)}")
-    optimizer = build_optimizer(params, recipe)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(milestones), gamma=float(recipe.extra.get("lr_gamma", 0.1))
-    )
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    """The recipe's optimiser and per-epoch schedule (constant, cosine, or multistep: He et al. 2016
+    and the standard ImageNet recipe divide the learning rate by 10 at fixed epochs)."""
+    return configure_optimizers(params, recipe)
 
 
 class ImageClassificationModule(L.LightningModule):
@@ -49,7 +88,9 @@ class ImageClassificationModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.recipe = preset.recipe
-        self.label_smoothing = float(self.recipe.extra.get("label_smoothing", 0.0))
+        self.label_smoothing = float(self.recipe.label_smoothing)
+        if self.recipe.dropout > 0:
+            set_dropout(model, self.recipe.dropout)
         self.train_loss = MeanMetric()
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
         self.eval_accuracy = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
@@ -88,4 +129,4 @@ class ImageClassificationModule(L.LightningModule):
         self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        return optimizers_for(self.model.parameters(), self.recipe)
+        return optimizers_for(param_groups(self.model.named_parameters(), self.recipe), self.recipe)

@@ -28,7 +28,7 @@ from nasrepro.harness.recipe import Preset, TrainRecipe
 from nasrepro.harness.task import DataStatus, Metric, ReferenceArch, Task
 from nasrepro.paths import data_dir as resolve_data_dir
 from nasrepro.tasks import TASKS
-from nasrepro.tasks.image_classification import ImageClassificationModule
+from nasrepro.tasks.image_classification import IMAGE_OPTIONS, Cutout, ImageClassificationModule
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -57,13 +57,26 @@ def class_folders(split: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(split) if entry.is_dir())
 
 
-def train_transform(size: int = 224) -> Any:
-    """RandomResizedCrop + horizontal flip (Szegedy et al. 2015 scale augmentation, torchvision reference)."""
+def train_transform(
+    size: int = 224, color_jitter: tuple[float, float, float, float] | None = None, cutout: int = 0
+) -> Any:
+    """RandomResizedCrop + horizontal flip (Szegedy et al. 2015 scale augmentation, torchvision reference).
+
+    `color_jitter` (brightness, contrast, saturation, hue) adds torchvision's ColorJitter after the
+    flip, where the released ProxylessNAS data provider puts it (``distort_color='strong'`` is
+    (0.4, 0.4, 0.4, 0.1): ``search/data_providers/imagenet.py``); `cutout` > 0 zeroes one square
+    per normalised image (DeVries & Taylor 2017). Neither is there by default.
+    """
     from torchvision import transforms as T
 
-    return T.Compose(
-        [T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)]
-    )
+    steps = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+    if color_jitter is not None:
+        brightness, contrast, saturation, hue = color_jitter
+        steps.append(T.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue))
+    steps += [T.ToTensor(), T.Normalize(MEAN, STD)]
+    if cutout > 0:
+        steps.append(Cutout(cutout))
+    return T.Compose(steps)
 
 
 def eval_transform(size: int = 224) -> Any:
@@ -149,7 +162,8 @@ class ImagenetDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        data = image_folder(self.train_split, train_transform(self.image_size))
+        transform = train_transform(self.image_size, self.recipe.color_jitter, self.recipe.cutout)
+        data = image_folder(self.train_split, transform)
         train, _ = self._split(len(data))
         return self._loader(Subset(data, train), self.recipe.batch_size, shuffle=True)
 
@@ -174,14 +188,16 @@ def _presets() -> dict[str, Preset]:
         momentum=0.9,
         weight_decay=1e-4,
         batch_size=256,
-        schedule="constant",
-        extra={"lr_milestones": (30, 60), "num_workers": 8, "valid_size": 10_000},
+        schedule="multistep",
+        milestones=(30, 60),
+        extra={"num_workers": 8, "valid_size": 10_000},
     )
     cpu = paper.replace(
         epochs=2,
         lr=0.05,
         batch_size=32,
         schedule="cosine",
+        milestones=(),
         train_subset=1_000,
         limit_eval_batches=10,
         extra={"num_workers": 2, "valid_size": 10_000},
@@ -225,6 +241,7 @@ class ImagenetTask(Task):
     name = "imagenet"
     metric = Metric("accuracy", "max")
     input_shape = (3, 224, 224)
+    recipe_options = IMAGE_OPTIONS | {"color_jitter"}
 
     def __init__(self) -> None:
         self._presets = _presets()
