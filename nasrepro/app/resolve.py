@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.method import Method
-from nasrepro.harness.recipe import Preset, with_overrides
+from nasrepro.harness.method import Method, training_preset
+from nasrepro.harness.recipe import Preset
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.paths import data_dir as resolve_data_dir
@@ -24,7 +24,8 @@ class Resolved:
     method: Method
     task: Task
     space: Space
-    #: the task's preset with the space's recipe overrides applied: what every evaluation trains with
+    #: the task's preset with the space's recipe overrides and (train tasks) the method's final
+    #: recipe applied: what every evaluation trains with, and what the record shows
     preset: Preset
     budget: int
     data_dir: Path
@@ -120,7 +121,7 @@ def resolve_search(
         method=method,
         task=task,
         space=space,
-        preset=with_overrides(preset, space.recipe_overrides(task)),
+        preset=training_preset(task, space, method, preset_name),
         budget=budget or preset.search_budget,
         data_dir=resolve_data_dir(data_dir),
     )

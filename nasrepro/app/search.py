@@ -167,6 +167,22 @@ def method_overhead(result: SearchResult, evaluator: Evaluator, wall: float) -> 
     return round(max(0.0, wall - sum(q.wall_seconds for q in evaluator.history)), 6)
 
 
+def run_config(req: SearchRequest, resolved: Resolved) -> dict[str, Any]:
+    """The record's `config`: the request, the method's options and the preset. On a train task the
+    preset is the one every evaluation trained with (task preset + space overrides + the method's
+    `final_recipe`, whose own overrides are also kept as `method_recipe` when it has any); a table
+    task trains nothing and records its own preset."""
+    task, method = resolved.task, resolved.method
+    config = {**req.to_config(), "method_config": method.config.to_dict()}
+    if task.kind == "table":
+        return {**config, "preset": task.preset(req.preset).to_dict()}
+    config["preset"] = resolved.preset.to_dict()
+    method_recipe = dict(method.final_recipe(task, req.preset))
+    if method_recipe:
+        config["method_recipe"] = method_recipe
+    return config
+
+
 def search_record(
     req: SearchRequest,
     resolved: Resolved,
@@ -209,10 +225,6 @@ def search_record(
         history=[q.to_dict() for q in evaluator.history],
         duplicates=evaluator.duplicates,
         method_extra=result.extra,
-        config={
-            **req.to_config(),
-            "method_config": resolved.method.config.to_dict(),
-            "preset": task.preset(req.preset).to_dict(),
-        },
+        config=run_config(req, resolved),
         machine=machine_info(),
     )

@@ -25,6 +25,7 @@ import numpy as np
 
 from nasrepro.errors import UsageError
 from nasrepro.harness.evaluator import Evaluator, WarmStart
+from nasrepro.harness.recipe import Preset, with_overrides
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.registry import Registry
@@ -125,6 +126,19 @@ class Method(ABC):
         """
         return None
 
+    def final_recipe(self, task: Task, preset_name: str) -> Mapping[str, Any]:
+        """Training-recipe overrides (`TrainRecipe` fields) for training this method's networks on
+        `task` at `preset_name`: its paper's or released code's final-training recipe (default: none).
+
+        The orchestration layer applies them on top of the task's preset and the space's overrides
+        (`training_preset`), on train tasks only, so they reach the evaluator that trains the
+        derived network -- a one-shot method's single final evaluation, or, for a method whose
+        every candidate is trained by the evaluator, each of those trainings (the harness has no
+        separate retraining step). Unknown keys are a usage error (`with_overrides`); at `smoke`
+        the preset's size fields still win.
+        """
+        return {}
+
     # --- helpers ------------------------------------------------------------------------------
     @staticmethod
     def rng(seed: int) -> np.random.Generator:
@@ -134,6 +148,20 @@ class Method(ABC):
     def result(evaluator: Evaluator, **extra: Any) -> SearchResult:
         """The incumbent by reward over everything the evaluator answered."""
         return SearchResult(best_arch=evaluator.best().arch, extra=extra)
+
+
+def training_preset(task: Task, space: Space, method: Method | None, preset_name: str) -> Preset:
+    """What every training of a run uses: the task's preset, then the space's recipe overrides
+    (the protocol its networks were designed with), then the method's `final_recipe` (its paper's
+    final training), each through `with_overrides` so that an unknown key is refused. A table
+    task trains nothing, so the method's recipe is not applied there."""
+    preset = with_overrides(task.preset(preset_name), space.recipe_overrides(task))
+    if task.kind == "table":
+        return preset
+    if method is not None:
+        preset = with_overrides(preset, method.final_recipe(task, preset_name))
+    task.check_recipe(preset.recipe)
+    return preset
 
 
 METHODS: Registry[type[Method]] = Registry("method")
