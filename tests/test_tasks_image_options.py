@@ -183,6 +183,7 @@ def test_multistep_learning_rate_at_the_milestones():
         {"schedule": "multistep"},
         {"schedule": "multistep", "milestones": (60, 30)},
         {"schedule": "multistep", "milestones": (0, 30)},
+        {"milestones": (30, 60)},  # the default cosine schedule would not apply them
         {"extra": {"lr_milestones": (30, 60)}},  # moved to a field: never silently ignored
         {"label_smoothing": 1.0},
         {"cutout": -1},

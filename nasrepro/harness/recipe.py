@@ -137,6 +137,12 @@ def check_options(recipe: TrainRecipe) -> None:
         not milestones or milestones != sorted(set(milestones)) or milestones[0] < 1
     ):
         raise UsageError(f"schedule 'multistep' needs increasing positive milestone epochs, got {milestones}")
+    if recipe.schedule != "multistep" and milestones:
+        # a recipe that switches schedule clears them, so no record shows milestones nothing applies
+        raise UsageError(
+            f"milestones {milestones} apply to schedule 'multistep' only, not {recipe.schedule!r}; "
+            f"set milestones: [] with it"
+        )
     if not 0.0 <= recipe.label_smoothing < 1.0:
         raise UsageError(f"recipe field 'label_smoothing' must be in [0, 1), got {recipe.label_smoothing}")
     if not isinstance(recipe.cutout, int) or recipe.cutout < 0:
