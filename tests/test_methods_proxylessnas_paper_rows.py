@@ -3,6 +3,7 @@ the cost kind, target, hold-out and retraining recipe of the released code, and 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,6 +66,50 @@ def test_released_retraining_recipe() -> None:
         "imagenet-proxyless-r-mobile", "imagenet-proxyless-gpu",
     }  # fmt: skip
     assert rows_by_name()["imagenet-proxyless-r-mobile"].method_config["algorithm"] == "rl"
+
+
+def trained(row: paper_rows.PaperRow, preset: str = "paper"):
+    """The recipe the runner trains the row's derived network with (its command through the real CLI
+    and the real resolution)."""
+    from nasrepro.app.resolve import resolve_search
+
+    args = build_parser().parse_args(row.command("results")[1:])["search"]
+    return resolve_search("proxylessnas", row.task, None, preset, 1, args.method_config, None).preset.recipe
+
+
+RETRAIN_FIELDS = (
+    "epochs", "batch_size", "optimizer", "lr", "schedule", "momentum", "nesterov", "weight_decay",
+    "no_decay_keys", "label_smoothing", "dropout", "color_jitter",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("row", [r for r in PAPER_ROWS if r.task == "imagenet"], ids=lambda r: r.name)
+def test_imagenet_rows_train_with_the_released_retraining_recipe(row: paper_rows.PaperRow) -> None:
+    recipe = trained(row)
+    assert row.retrain is not None
+    assert {f: getattr(recipe, f) for f in RETRAIN_FIELDS} == {
+        f: getattr(row.retrain, f) for f in RETRAIN_FIELDS
+    }
+    expected = {f: getattr(RELEASED_RETRAIN, f) for f in RETRAIN_FIELDS}
+    if row.name == "imagenet-proxyless-gpu":
+        expected["dropout"] = RELEASED_IMAGENET["proxyless_gpu"].dropout
+    assert {f: getattr(recipe, f) for f in RETRAIN_FIELDS} == expected
+    assert recipe.color_jitter == (0.4, 0.4, 0.4, 0.1) and recipe.milestones == ()
+    assert row.configuration()["trained_recipe"] == recipe.to_dict()  # what --dry-run prints
+    # BN momentum / eps are the network's own, as the released recipe sets them
+    space = get_space("proxyless-imagenet")
+    net = space.to_model(space.sample(np.random.default_rng(0)), get_task("imagenet"))
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {(m.momentum, m.eps) for m in norms} == {(RELEASED_RETRAIN.bn_momentum, RELEASED_RETRAIN.bn_eps)}
+    # the released recipe applies at paper only; an explicit retrain_dropout at every preset
+    cpu = get_task("imagenet").preset("cpu").recipe
+    assert trained(row, "cpu") == cpu.replace(dropout=row.method_config.get("retrain_dropout", cpu.dropout))
+
+
+def test_the_cifar_row_adds_cutout_to_the_task_recipe() -> None:
+    row = rows_by_name()["cifar10-proxyless-g"]
+    assert trained(row) == get_task("cifar10").preset("paper").recipe.replace(cutout=16)
+    assert row.configuration()["trained_recipe"]["cutout"] == 16
 
 
 def test_dry_run_prints_every_row(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,10 +11,13 @@ ImageNet train held out; targets ``ref_values``: mobile 80 ms), retraining
 command and configuration; without ``--dry-run`` it runs the rows this machine can run and names, for
 each other row, what it lacks (ImageNet's train split, a CUDA GPU, the released mobile latency table).
 
-The retraining recipe is data here: the harness retrains a derived network with the *task's* preset
-recipe (`tasks/imagenet.py` ``paper``: the 90-epoch ResNet recipe), so a run records
-`RELEASED_RETRAIN` as the row's intended recipe; applying it needs the harness to accept a method's
-final-training recipe (README, "Deviations").
+The retraining recipe is applied: `ProxylessNAS.final_recipe` (`retrain.final_recipe`) gives the
+derived network's training at ``paper`` -- every ImageNet row `RELEASED_RETRAIN` (the GPU row with
+its dropout 0.3, method option ``retrain_dropout``), the CIFAR row Cutout 16 on top of the task's
+preset -- and the runner trains with it and records it (``config.preset``, ``config.method_recipe``).
+Each row's configuration shows the recipe its derived network is trained with (``trained_recipe``),
+computed by the harness's own layering (`harness.method.training_preset`). What still differs from
+the released retraining is listed in `retrain` and the README ("Deviations").
 """
 
 from __future__ import annotations
@@ -28,46 +31,21 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nasrepro.errors import UsageError
+from nasrepro.methods.proxylessnas.retrain import GPU_DROPOUT, RELEASED_RETRAIN, RetrainRecipe
+
+if TYPE_CHECKING:
+    from nasrepro.harness.recipe import TrainRecipe
 
 #: the environment variable naming the released Pixel-1 table (``mobile_trim.yaml``), which is not
 #: shipped: its content is not available to this project (README, "Latency tables")
 MOBILE_LUT_ENV = "PROXYLESS_MOBILE_LUT"
 #: images of ImageNet train held out for architecture steps (released ``valid_size``)
 RELEASED_HOLD_OUT = 50_000
-
-
-@dataclass(frozen=True)
-class RetrainRecipe:
-    """How a derived network is trained from scratch (released ``imagenet_run_exp.py`` by default)."""
-
-    epochs: int = 300
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    schedule: str = "cosine"
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 4e-5
-    #: parameters exempt from weight decay (released ``--no_decay_keys bn``)
-    no_decay_keys: str | None = "bn"
-    label_smoothing: float = 0.1
-    dropout: float = 0.1
-    augmentation: str = (
-        "RandomResizedCrop(224, scale 0.08-1) + horizontal flip + ColorJitter(0.4, 0.4, 0.4, 0.1) "
-        "(released distort_color 'strong')"
-    )
-    bn_momentum: float = 0.1
-    bn_eps: float = 1e-3
-    source: str = "mit-han-lab/proxylessnas search/imagenet_run_exp.py"
-
-
-#: the released 300-epoch recipe with the mobile net's dropout 0.1 (GPU net: 0.3)
-RELEASED_RETRAIN = RetrainRecipe()
 
 
 @dataclass(frozen=True)
@@ -86,6 +64,7 @@ class PaperRow:
     ref: float | None
     #: images held out of the train split for architecture steps
     hold_out: int
+    #: the released retraining recipe (None: none was released; the CIFAR row's Cutout is `retrain`'s)
     retrain: RetrainRecipe | None
     #: what the row needs: "imagenet" (the train split), "cuda", "mobile_lut"
     needs: tuple[str, ...]
@@ -108,7 +87,21 @@ class PaperRow:
     def configuration(self) -> dict[str, Any]:
         out = asdict(self)
         out["retrain"] = asdict(self.retrain) if self.retrain else None
+        out["trained_recipe"] = trained_recipe(self).to_dict()
         return out
+
+
+def trained_recipe(row: PaperRow) -> TrainRecipe:
+    """The recipe the row's derived network is trained with: the task's ``paper`` preset, the space's
+    overrides and the method's final recipe, layered by the harness exactly as a run layers them."""
+    from nasrepro.harness.method import training_preset
+    from nasrepro.methods.proxylessnas.search import ProxylessNAS
+    from nasrepro.spaces import get_space
+    from nasrepro.tasks import get_task
+
+    task = get_task(row.task)
+    space = get_space(ProxylessNAS.default_space_for(row.task) or "")
+    return training_preset(task, space, ProxylessNAS(dict(row.method_config)), "paper").recipe
 
 
 def _imagenet(name: str, **kw: Any) -> PaperRow:
@@ -129,8 +122,8 @@ PAPER_ROWS: tuple[PaperRow, ...] = (
         ref=None, hold_out=5_000, retrain=None, needs=(), paper_value="97.92",
         note="reconstruction: the tree-cell space had no released search code, so proxyless-cifar (MBConv, "
         "32 px) is searched; no released CIFAR search target (ref: E[FLOPs] under uniform alpha) or "
-        "retraining recipe (the task's paper preset; cutout is not in the harness); hold-out 5,000 is the "
-        "cifar10 task's paper split",
+        "retraining recipe: the task's paper preset with Cutout 16 (Table 1's c/o; the length is "
+        "DeVries & Taylor's CIFAR-10 value); hold-out 5,000 is the cifar10 task's paper split",
     ),
     _imagenet(
         "imagenet-proxyless-g-mobile", table="Table 2, Proxyless-G + latency loss (74.2 top-1, 79 ms)",
@@ -151,9 +144,10 @@ PAPER_ROWS: tuple[PaperRow, ...] = (
     ),
     _imagenet(
         "imagenet-proxyless-gpu", table="Table 3, Proxyless (GPU) (75.1 top-1, 5.1 ms on V100, batch 8)",
-        tag="gpu", config={"cost": "latency", "latency_device": "cuda", "latency_batch_size": 8},
+        tag="gpu",
+        config={"cost": "latency", "latency_device": "cuda", "latency_batch_size": 8, "retrain_dropout": GPU_DROPOUT},
         cost_kind="latency", ref=None, needs=("imagenet", "cuda"), paper_value="75.1",
-        retrain=RetrainRecipe(dropout=0.3), deterministic=False,
+        retrain=RetrainRecipe(dropout=GPU_DROPOUT), deterministic=False,
         note="latency table measured with CUDA at batch 8 on the user's GPU by build-lut's code; the released "
         "gpu8 target table is empty, so ref is E[latency] under uniform alpha; dropout 0.3 (released GPU net); "
         "deterministic kernels off for cuDNN speed (recorded)",

@@ -4,7 +4,8 @@ ProxylessNAS (Cai, Zhu & Han, ICLR 2019) is a one-shot method: the search cost i
 (warm-up + joint epochs of `ProxylessSearchModule`), reported as the method's overhead and counted in
 the run's wall time, and the budget counts *final evaluations*: the derived architecture
 (argmax_i p_i on every edge, Sec. 3.2) spends exactly one evaluator query (trained from scratch on
-live tasks, looked up on NAS-Bench-201).
+live tasks, looked up on NAS-Bench-201). At ``paper`` that training is the paper's retraining
+(`final_recipe`, from `retrain`: the released ImageNet recipe; Cutout on CIFAR-10).
 
 Spaces: ``proxyless-cifar`` / ``proxyless-imagenet`` (`MBConvSupernet`, on the task's own data) and
 ``nasbench201`` (`NB201Supernet` with shared per-edge alphas, trained on real CIFAR-10 because the
@@ -47,6 +48,7 @@ from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.methods.proxylessnas.latency_search import LatencySettings, SearchLatency, search_latency
 from nasrepro.methods.proxylessnas.presets import SEARCH_PRESETS, SearchBudget
+from nasrepro.methods.proxylessnas.retrain import final_recipe
 from nasrepro.methods.proxylessnas.search_module import (
     COLUMNS,
     ArchObjective,
@@ -121,6 +123,9 @@ class ProxylessConfig(MethodConfig):
     #: NB201 supernet size (None: the preset's)
     nb201_C: int | None = None  # noqa: N815
     nb201_N: int | None = None  # noqa: N815
+    #: dropout before the classifier when the derived network is trained (None: the final recipe's,
+    #: `retrain.final_recipe`: 0.1 on ImageNet at paper, the released mobile nets'; the GPU net: 0.3)
+    retrain_dropout: float | None = None
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -300,6 +305,12 @@ class ProxylessNAS(Method):
         if setup is None:
             return "has supernets for proxyless-cifar, proxyless-imagenet and nasbench201 only"
         return setup.refuse(task)
+
+    def final_recipe(self, task: Task, preset_name: str) -> dict[str, Any]:
+        """The derived network's training: the released ImageNet retraining recipe, or Cutout on
+        CIFAR-10, at ``paper`` (`retrain`); `retrain_dropout` at every preset."""
+        cfg: ProxylessConfig = self.config  # type: ignore[assignment]
+        return final_recipe(task.name, preset_name, cfg.retrain_dropout)
 
     def search(self, run: Run) -> SearchResult:
         cfg: ProxylessConfig = self.config  # type: ignore[assignment]
