@@ -96,17 +96,24 @@ class NB201Network(nn.Module):
 
     Stem (3x3 conv + BN) -> `cells_per_stage` cells at C -> reduction -> cells at 2C ->
     reduction -> cells at 4C -> BN-ReLU -> global average pooling -> linear classifier.
+    `stage_layers(width, stage)` replaces a stage's cells (FaDE's regions put one mixed stage there)
+    and keeps everything around them, parameter names included.
     """
 
     def __init__(
         self,
-        cell: Callable[[int], nn.Module],
+        cell: Callable[[int], nn.Module] | None = None,
         num_classes: int = 10,
         channels: int = 16,
         cells_per_stage: int = 5,
         in_channels: int = 3,
+        stage_layers: Callable[[int, int], list[nn.Module]] | None = None,
     ) -> None:
         super().__init__()
+        if (cell is None) == (stage_layers is None):
+            raise UsageError("NB201Network takes a cell factory or a stage builder, exactly one")
+        if stage_layers is None:
+            stage_layers = lambda width, stage: [cell(width) for _ in range(cells_per_stage)]  # noqa: E731
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
         )
@@ -116,7 +123,7 @@ class NB201Network(nn.Module):
             if stage > 0:
                 layers.append(ResidualReduction(width, width * 2))
                 width *= 2
-            layers.extend(cell(width) for _ in range(cells_per_stage))
+            layers.extend(stage_layers(width, stage))
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)

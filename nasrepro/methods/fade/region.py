@@ -27,7 +27,7 @@ from nasrepro.harness.space import Space
 from nasrepro.methods.fade.estimator import MixedStage
 from nasrepro.spaces.hierarchical import HierArch, HierarchicalSpace, cell_module, make_op_factory
 from nasrepro.spaces.nasbench201 import NB201Arch, NB201Space
-from nasrepro.spaces.nasbench201_net import ResidualReduction, arch_cell
+from nasrepro.spaces.nasbench201_net import NB201Network, arch_cell
 
 if TYPE_CHECKING:
     from nasrepro.harness.task import Task
@@ -129,7 +129,7 @@ class HierView(RegionView):
         return self.hier.network(stage, task)
 
 
-class NB201RegionNetwork(nn.Module):
+class NB201RegionNetwork(NB201Network):
     """NB-201's skeleton with one `MixedStage` over k stacks of N cells in each of its 3 stages."""
 
     def __init__(
@@ -141,24 +141,11 @@ class NB201RegionNetwork(nn.Module):
         sampling: bool,
         random_init: bool,
     ) -> None:  # noqa: N803
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        layers: list[nn.Module] = []
-        width = C
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ResidualReduction(width, width * 2))
-                width *= 2
+        def mixed_stage(width: int, stage: int) -> list[nn.Module]:
             stacks = [nn.Sequential(*(arch_cell(a)(width) for _ in range(N))) for a in candidates[stage]]
-            layers.append(MixedStage(stacks, sampling=sampling, random_init=random_init))
-        self.cells = nn.Sequential(*layers)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(width, num_classes)
+            return [MixedStage(stacks, sampling=sampling, random_init=random_init)]
 
-    def forward(self, x: Any) -> Any:
-        features = self.lastact(self.cells(self.stem(x)))
-        return self.classifier(self.pool(features).flatten(1))
+        super().__init__(num_classes=num_classes, channels=C, stage_layers=mixed_stage)
 
 
 class NB201View(RegionView):
