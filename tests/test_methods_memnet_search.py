@@ -196,3 +196,35 @@ def test_same_seed_same_search_and_the_ranker_steers_it(nb201, cheap_memory):
     c, ev_c = search(nb201, budget=16, seed=3, ranking="random")
     assert [q.arch for q in ev_c.history] != [q.arch for q in ev_a.history]
     assert a.extra["rounds"][1]["ranker_seconds"] > 0 and "ranker_seconds" not in c.extra["rounds"][1]
+
+
+@pytest.mark.parametrize("method", ["memnet", "memnet-random"])
+def test_the_paper_preset_trains_with_the_prototype_recipe(method):
+    """train.py (memnet.md Sec. 3.6) at paper on cifar10: 300 epochs, SGD 0.01, milestones
+    60/180/240, Cutout 16; cpu keeps the task's epochs and schedule with the space's optimiser."""
+    from nasrepro.app.resolve import resolve_search
+
+    def recipe(preset: str):
+        return resolve_search(method, "cifar10", None, preset, 1, {}, None).preset.recipe
+
+    paper = recipe("paper")
+    assert (paper.epochs, paper.optimizer, paper.lr, paper.momentum, paper.batch_size) == (
+        300,
+        "sgd",
+        0.01,
+        0.9,
+        128,
+    )
+    assert (paper.schedule, paper.milestones, paper.gamma, paper.cutout) == (
+        "multistep",
+        (60, 180, 240),
+        0.1,
+        16,
+    )
+    assert (
+        paper.weight_decay == get_task("cifar10").preset("paper").recipe.weight_decay
+    )  # not in train.py's record
+    task_cpu = get_task("cifar10").preset("cpu").recipe
+    assert recipe("cpu") == task_cpu.replace(lr=0.01, momentum=0.9)  # the space's optimiser only
+    table = resolve_search(method, "nasbench201/cifar10", None, "paper", 1, {}, None).preset
+    assert table == get_task("nasbench201/cifar10").preset("paper")  # a table task trains nothing

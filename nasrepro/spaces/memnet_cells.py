@@ -398,8 +398,10 @@ class MemNetSpace(Space):
         return MemNetNetwork(as_arch(arch), self.width, int(getattr(task, "num_classes", 10)))
 
     def recipe_overrides(self, task: Task) -> dict[str, Any]:
-        """The prototype's `train.py` optimiser (memnet.md Sec. 3.6): SGD lr 0.01, momentum 0.9, batch 128.
-        Its 300 epochs, milestones 60/180/240 and Cutout are not applied (see the method README)."""
+        """The prototype's `train.py` optimiser (memnet.md Sec. 3.6): SGD lr 0.01, momentum 0.9, batch 128,
+        at every preset. Its 300 epochs, milestones 60/180/240 and Cutout 16 are the paper setting's
+        and depend on the preset, so the method applies them at ``paper`` on CIFAR-10
+        (`MemNet.final_recipe`, see the method README); other presets keep the task's."""
         return {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9}
 
     def describe(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from nasrepro.harness.run import Run
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.methods.memnet.grow_trim import adapter_for, require_adapter
+from nasrepro.methods.memnet.recipe import final_recipe
 from nasrepro.methods.memnet.score import NetMemory, check_lambda, network_memory, score, within_bound
 
 RANKINGS = ("lstm", "random")
@@ -102,6 +103,11 @@ class MemNet(Method):
         if found is None and "model" not in space.views():
             return f"measures memory on real networks, and {space.name!r} builds none"
         return found
+
+    def final_recipe(self, task: Task, preset_name: str) -> dict[str, Any]:
+        """The prototype's ``train.py`` recipe (300 epochs, milestones 60/180/240, Cutout 16) on
+        CIFAR-10 at ``paper`` (`recipe`); the evaluator trains every candidate with it there."""
+        return final_recipe(task.name, preset_name)
 
     def search(self, run: Run) -> SearchResult:
         cfg = self.config
