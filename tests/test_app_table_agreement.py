@@ -4,7 +4,7 @@ absolute agreement with bootstrap intervals, and a noise ceiling that behaves li
 import numpy as np
 import pytest
 
-from nasrepro.app.studies.table_agreement import agreement, stratified_archs
+from nasrepro.app.studies.table_agreement import agreement, main, stratified_archs
 from nasrepro.tasks import get_task
 
 
@@ -48,3 +48,10 @@ def test_vectorised_rank_statistics_equal_scipy_with_ties():
     for i in range(5):
         assert kendall_b(x, y)[i] == pytest.approx(stats.kendalltau(x[i], y[i]).statistic)
         assert spearman(x, y)[i] == pytest.approx(stats.spearmanr(x[i], y[i]).statistic)
+
+
+@pytest.mark.parametrize("shard", ["2/2", "1", "a/b", "-1/2"])
+def test_a_bad_shard_is_a_usage_error(shard, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--shard", shard, "--summarise-only"])
+    assert exit_info.value.code == 2 and "--shard" in capsys.readouterr().err

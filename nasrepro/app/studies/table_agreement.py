@@ -2,7 +2,7 @@
 in for a trained one (issue 16 item 2).
 
     python -m nasrepro.app.studies.table_agreement --task cora --table nasbench-graph/cora \\
-        --n 60 --preset cpu --out results
+        --n 60 --preset cpu --out results [--shard K/N]
 
 Sampling: `n` architectures stratified by the table's *validation* accuracy (one from each of `n`
 equal-count strata, drawn with a fixed seed), so the sample covers the table's range without being
@@ -237,19 +237,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "paper"])
     parser.add_argument("--out", default="results")
     parser.add_argument("--summarise-only", action="store_true", help="train nothing; summarise the records")
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: train only every N-th architecture from the K-th, so N processes share the sample",
+    )
     args = parser.parse_args(argv)
     if args.n < 4:
         parser.error(f"--n must be at least 4, got {args.n}")
+    try:
+        shard, shards = (int(v) for v in args.shard.split("/"))
+        assert 0 <= shard < shards
+    except (ValueError, AssertionError):
+        parser.error(f"--shard must be K/N with 0 <= K < N, got {args.shard!r}")
     out, table_task = Path(args.out), get_task(args.table)
     space = args.table.split("/")[0]
     if not args.summarise_only:
-        for arch in stratified_archs(table_task, args.n):
+        for arch in stratified_archs(table_task, args.n)[shard::shards]:
             req = EvaluateRequest(
                 task=args.task, arch=arch, preset=args.preset, seed=0, out=out, wandb="disabled", space=space
             )
             path = evaluate_record_path(req, evaluate_label(arch))
             if not (path.exists() and under_protocol(read_record(path))):
                 run_evaluate(req)  # finished evaluations are kept: rerunning resumes
+        if shards > 1:
+            return 0  # one shard of the sample: summarise with --summarise-only once all have finished
     summary = summarise(out, args.task, table_task, args.preset)
     stem = f"agreement_{args.task}_vs_{args.table.replace('/', '_')}_{args.preset}"
     figure = Path("figures") / f"{stem}.png"
