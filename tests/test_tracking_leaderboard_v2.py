@@ -3,6 +3,7 @@ Friedman test, regret curves, paper-claim verdicts, README blocks, incumbent cos
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -241,6 +242,26 @@ def test_claims_judge_the_most_faithful_preset_and_table_lookups(tmp_path):
     ]
     judged = claims.judge(claims.read_claims(tmp_path)[0], rows)
     assert judged.verdict == "reproduced" and judged.preset == "paper"
+
+
+def test_a_claim_measured_by_a_study_file_is_judged_from_it(tmp_path):
+    methods, results = tmp_path / "methods", tmp_path / "results"
+    write_paper(
+        methods,
+        "m",
+        "  - {task: a, row: corr, value: 0.8, table: F1, study: s.json, measure: all.rho, n_key: all.n}\n",
+    )
+    (claim,) = claims.read_claims(methods)
+    assert claims.judge(claim, [], results).verdict == "not yet run"
+    results.mkdir()
+    for preset, rho, verdict in [
+        ("cpu", 0.9, "not testable at this scale"),
+        ("paper", 0.75, "reproduced"),  # within the default tolerance
+        ("paper", -0.5, "not reproduced"),
+    ]:
+        (results / "s.json").write_text(json.dumps({"preset": preset, "all": {"rho": rho, "n": 12}}))
+        judged = claims.judge(claim, [], results)
+        assert (judged.verdict, judged.ours, judged.n, judged.preset) == (verdict, rho, 12, preset)
 
 
 # --- README blocks --------------------------------------------------------------------------------

@@ -15,10 +15,15 @@ comment line, "# Numbers reported by <paper>, for the ..."). The verdict compare
 * **not reproduced**: worse by more than that.
 
 When rows of several presets exist the most faithful one is judged (paper before cpu before smoke).
+
+A claim that is not a search result (e.g. FaDE's rank correlation) names the study file that
+measures it instead of a row: `study` (a JSON file under the results folder, written by the study's
+command), `measure` and `n_key` (dotted keys into it); the study's `preset` gives the scale.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +50,10 @@ class Claim:
     tolerance: float
     tolerance_source: str  # "paper spread" | "stated tolerance" | "default"
     citation: str
+    #: a study file under the results folder that measures the claim, and the keys of value and n
+    study: str = ""
+    measure: str = ""
+    n_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,13 +127,39 @@ def read_claims(methods_dir: Path) -> list[Claim]:
                     tolerance=tol,
                     tolerance_source=source,
                     citation=citation,
+                    study=str(entry.get("study", "")),
+                    measure=str(entry.get("measure", "")),
+                    n_key=str(entry.get("n_key", "")),
                 )
             )
     return out
 
 
-def judge(claim: Claim, rows: Sequence[Any]) -> Judged:
-    """The verdict of one claim against the leaderboard rows of its task (`Row` objects)."""
+def _dotted(data: Any, key: str) -> Any:
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
+def judge_study(claim: Claim, results_dir: Path) -> Judged:
+    """The verdict of a claim measured by a study file (higher is better, as for correlations)."""
+    path = results_dir / claim.study
+    if not path.is_file():
+        return Judged(claim, "not yet run")
+    data = json.loads(path.read_text())
+    preset = str(data.get("preset", ""))
+    base = dict(ours=float(_dotted(data, claim.measure)), n=int(_dotted(data, claim.n_key)), preset=preset)
+    if preset != "paper":
+        return Judged(claim, "not testable at this scale", scale=f"{preset}-scale", **base)
+    verdict = "reproduced" if claim.value - base["ours"] <= claim.tolerance else "not reproduced"
+    return Judged(claim, verdict, scale="paper setting", **base)
+
+
+def judge(claim: Claim, rows: Sequence[Any], results_dir: Path | None = None) -> Judged:
+    """The verdict of one claim against the leaderboard rows of its task (`Row` objects), or
+    against its study file under `results_dir`."""
+    if claim.study:
+        return judge_study(claim, results_dir) if results_dir is not None else Judged(claim, "not yet run")
     candidates = [r for r in rows if r.task == claim.task and r.method == claim.row and r.tests]
     if not candidates:
         return Judged(claim, "not yet run")
@@ -142,8 +177,8 @@ def judge(claim: Claim, rows: Sequence[Any]) -> Judged:
     return Judged(claim, verdict, **base)
 
 
-def judge_all(claims: Sequence[Claim], rows: Sequence[Any]) -> list[Judged]:
-    return [judge(c, rows) for c in claims]
+def judge_all(claims: Sequence[Claim], rows: Sequence[Any], results_dir: Path | None = None) -> list[Judged]:
+    return [judge(c, rows, results_dir) for c in claims]
 
 
 def render(judged: Sequence[Judged]) -> str:

@@ -396,7 +396,7 @@ def build(results_dir: Path, *, wandb: str = "disabled", readmes_dir: Path | Non
             written.append(path)
             cd_names[r.slug] = name
     all_rows = [r for rows in by_task.values() for r in rows]
-    judged = claims.judge_all(claim_list, all_rows)
+    judged = claims.judge_all(claim_list, all_rows, results_dir)
     missing_optima = sorted(
         t for t, rows in by_task.items() if t not in table_optima and any(_is_table_row(r) for r in rows)
     )
