@@ -108,7 +108,11 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
                 "test": result["test"],
                 **hw,
                 "train_seconds": result["train_seconds"],
-                **{k: result[k] for k in ("val_seeds", "test_seeds", "best_epochs", "diverged_epochs") if k in result},
+                **{
+                    k: result[k]
+                    for k in ("val_seeds", "test_seeds", "best_epochs", "diverged_epochs")
+                    if k in result
+                },
             }
         ),
         search_cost=SearchCost(
