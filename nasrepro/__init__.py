@@ -3,6 +3,7 @@
 Data flows one way: task -> space -> method (search) -> evaluator -> record -> leaderboard.
 """
 
+import logging
 import warnings
 
 __version__ = "0.1.0"
@@ -26,3 +27,7 @@ warnings.filterwarnings(
     category=FutureWarning,
     module=r"lightning\.pytorch\.utilities\._pytree",
 )
+# torch logs at import of `torch.utils.cpp_extension` (pulled in by `torch.utils.benchmark`) that a CUDA
+# toolkit exists without a CUDA runtime: noise on CPU machines, for every entry point (the CLI, the
+# study and rerun modules, worker processes), so it is silenced once here.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

@@ -8,7 +8,6 @@ overrides, and every usage error is one line on stderr with exit status 2; runti
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import statistics
@@ -459,9 +458,6 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # torch warns at import that a CUDA toolkit exists without a CUDA runtime: noise on CPU machines
-    # that would break the "one line per error" contract.
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["search", *argv]

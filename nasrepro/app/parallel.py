@@ -28,9 +28,6 @@ def _run_one(kind: Kind, request: Any) -> tuple[dict[str, Any], Path]:
 
 
 def _init_worker(threads: int) -> None:
-    import logging
-
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # see cli.main
     import torch
 
     torch.set_num_threads(threads)
