@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nasrepro.harness.evaluator import Evaluator
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
 from nasrepro.harness.run import Run
+from nasrepro.methods.baselines.bound import MemoryBound, bound_for
 
 
 @dataclass
@@ -40,7 +42,9 @@ class RandomSampling(Method):
 
 @dataclass
 class RandomSearchConfig(MethodConfig):
-    pass
+    #: a hard memory bound M_max in MemNAS MB (MemNet's, `harness.arch_memory`): draws above it are
+    #: drawn again, never queried (`bound`); None = unbounded, the baseline as published
+    memory_bound_mb: float | None = None
 
 
 @register_method
@@ -48,7 +52,8 @@ class RandomSearch(Method):
     """Uniform samples until `budget` unique architectures are evaluated; the best by reward wins.
 
     Duplicates are free (the evaluator answers them from its cache), so the budget is spent on
-    distinct architectures; a space smaller than the budget is enumerated in full.
+    distinct architectures; a space smaller than the budget is enumerated in full. Under a memory
+    bound, draws above it are drawn again (uniform over the bounded space, `bound`).
     """
 
     name = "random"
@@ -57,10 +62,26 @@ class RandomSearch(Method):
 
     def search(self, run: Run) -> SearchResult:
         rng, space, evaluator = run.rng(), run.space, run.evaluator
+        bound = bound_for(self.config.memory_bound_mb, run, self.name)
         size = space.size()
         if size is not None and size <= run.budget:
-            evaluator.query_many(space.enumerate())
+            if bound is None:
+                evaluator.query_many(space.enumerate())
+            else:  # every architecture within the bound fits the budget: no sampling needed
+                evaluator.query_many(bound.within(space.enumerate()))
+                return self._bounded(evaluator, bound)
         while not evaluator.exhausted and (size is None or evaluator.n_queries < size):
             # Independent samples: hand as many to the evaluator as it can train at once.
-            evaluator.query_many([space.sample(rng) for _ in range(evaluator.batch_size)])
-        return self.result(evaluator)
+            if bound is None:
+                evaluator.query_many([space.sample(rng) for _ in range(evaluator.batch_size)])
+            else:
+                draw = lambda: space.sample(rng)  # noqa: E731
+                evaluator.query_many([bound.draw(draw) for _ in range(evaluator.batch_size)])
+        return self.result(evaluator) if bound is None else self._bounded(evaluator, bound)
+
+    def _bounded(self, evaluator: Evaluator, bound: MemoryBound) -> SearchResult:
+        """The incumbent by reward, the bound's report, and the tracing time as the method's overhead."""
+        best = evaluator.best().arch
+        return SearchResult(
+            best_arch=best, extra=bound.report(evaluator, best), overhead_seconds=round(bound.seconds, 6)
+        )

@@ -3,7 +3,7 @@
 One round (MemNAS Sec. 3, Fig. 2; memnet.md Sec. 3.2-3.5 and the Sec. 5 reconstruction):
 1. candidates = every grown and every trimmed variant of the incumbent (`grow_trim`);
 2. the hard memory upper bound drops every candidate with M > M_max before anything else, so no
-   network above it is ever trained or chosen (`score.within_bound`);
+   network above it is ever trained or chosen (`harness.arch_memory.within_bound`);
 3. the LSTM ranker, refitted on every (network, S) evaluated so far, ranks the rest by predicted
    100*S (`ranker`); the random-ranking ablation shuffles them instead;
 4. the top K are trained as one batch (`evaluator.query_many`, so an executor trains them at once);
@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from nasrepro.errors import UsageError
+from nasrepro.harness.arch_memory import NetMemory, check_bound, network_memory, within_bound
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
 from nasrepro.harness.run import Run
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.methods.memnet.grow_trim import adapter_for, require_adapter
 from nasrepro.methods.memnet.recipe import final_recipe
-from nasrepro.methods.memnet.score import NetMemory, check_lambda, network_memory, score, within_bound
+from nasrepro.methods.memnet.score import check_lambda, score
 
 RANKINGS = ("lstm", "random")
 
@@ -71,9 +72,7 @@ def _check(cfg: MemNetConfig) -> None:
         raise UsageError(
             f"memnet patience and round0 must be integers >= 0, got {cfg.patience!r}, {cfg.round0!r}"
         )
-    bound = cfg.memory_bound_mb
-    if bound is not None and (not isinstance(bound, (int, float)) or bound <= 0):
-        raise UsageError(f"memnet memory_bound_mb must be a positive number of MB, got {bound!r}")
+    check_bound(cfg.memory_bound_mb, "memnet")
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
