@@ -7,7 +7,7 @@
 #   NAS-Bench-201 cell (accuracy from the table, memory traced on the real NB201 networks), reward =
 #   validation accuracy, 20 seeds at the baselines' budget of 100 unique queries (random search and
 #   regularized evolution come from reproduce/baselines.sh), plus lambda = 0.5 and 0.8 (MemNAS's rows)
-#   and a hard memory bound of 1.5 MB, under which random search and regularized evolution run too
+#   and a hard memory bound of 1.5 MB, under which memnet-random, random search and regularized evolution run too
 #   (same tag, so the leaderboard compares each with bounded random search).
 # Live runs: MemNet's own CIFAR-10 cell space, children trained by the harness; the same budget for
 #   memnet, memnet-random, random search and regularized evolution.
@@ -34,12 +34,12 @@ case "$preset" in
     space=memnet-cells-w8; live_seeds="0"; live_budget=2; live_config='{}'; live_methods="" ;;
   cpu)
     budgets="100"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"; bounds="1.5"; table_methods="memnet memnet-random"
-    bound_methods="memnet random evolution"
+    bound_methods="memnet memnet-random random evolution"
     space=memnet-cells-w8; live_seeds="0-2"; live_budget=12; live_config='{round0: 6, top_k: 3, rounds: 2}'
     live_methods="memnet memnet-random random evolution" ;;
   paper)
     budgets="100 500"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"; bounds="1.5"; table_methods="memnet memnet-random"
-    bound_methods="memnet random evolution"
+    bound_methods="memnet memnet-random random evolution"
     space=memnet-cells; live_seeds="0-2"; live_budget=1000; live_config='{top_k: 100}'
     live_methods="memnet memnet-random random evolution" ;;
 esac
