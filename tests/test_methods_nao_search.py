@@ -103,6 +103,23 @@ def test_climbs_to_the_planted_optimum_and_the_sign_matters(monkeypatch) -> None
     assert np.mean([generated_mean(e) for e in flipped]) < np.mean([generated_mean(e) for e in normal])
 
 
+def test_every_round_trains_the_epd_in_training_mode(monkeypatch) -> None:
+    """The EPD is left in eval mode after a round's predictions; the next round must train with
+    dropout on (Lightning keeps a submodule's mode at fit start)."""
+    from nasrepro.methods.nao.epd import EPD
+
+    modes = []
+    step = EPD.training_step
+
+    def traced(self, *args, **kwargs):
+        modes.append(all(m.training for m in self.modules()))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(EPD, "training_step", traced)
+    result, _ = search(0, 10, epochs=2, seed_archs=4, top_k=4, new_archs=3)
+    assert len(result.extra["rounds"]) >= 2 and modes and all(modes)
+
+
 @pytest.mark.slow  # three searches; the conformance suite checks determinism on every run too
 def test_budget_is_exact_and_search_is_deterministic() -> None:
     result, evaluator = search(3, 29)

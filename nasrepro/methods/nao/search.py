@@ -301,6 +301,10 @@ class NAO(Method):
         trainer = run.trainer(
             max_epochs=cfg.epochs, logger=run.logger or False, limit_val_batches=0, log_every_n_steps=1
         )
+        # Lightning (>= 2.2) keeps each submodule's train/eval mode at fit start, and the previous
+        # round left the EPD in eval mode: without this its dropout (Sec. 3.2's MLP dropout) would
+        # be off from the second round on
+        epd.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             trainer.fit(epd, train_dataloaders=loader)
