@@ -149,3 +149,14 @@ def test_the_bound_holds_on_the_real_memory_trace(nb201, name):
     result, ev = search(nb201, name, budget=12, seed=0, memory_bound_mb=1.5)
     assert ev.n_queries == 12 and all(mb(nb201, q.arch) <= 1.5 for q in ev.history)
     assert result.extra["incumbent_memory_mb"] <= 1.5 and result.overhead_seconds > 0
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_bounded_search_cut_after_n_queries_is_the_budget_n_search(nb201, fake_memory, name):
+    """What MemNet's matched comparison (`memnet.matched`) relies on: the first n queries of a
+    budget-40 search are the budget-n search of the same seed."""
+    bound = NetMemory(1000 + 1000 + 80, 500 + 180).total_mb
+    _, long = search(nb201, name, budget=40, seed=5, memory_bound_mb=bound)
+    for n in (7, 17):
+        _, short = search(nb201, name, budget=n, seed=5, memory_bound_mb=bound)
+        assert [q.arch for q in short.history] == [q.arch for q in long.history[:n]]

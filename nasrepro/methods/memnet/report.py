@@ -1,14 +1,16 @@
 """Memory saving of MemNet's incumbents against other methods' incumbents, from records alone.
 
     python -m nasrepro.methods.memnet.report [--results results] [--task nasbench201/cifar10] [--preset cpu]
-                                             [--space nasbench201]
+                                             [--space nasbench201] [--bound 1.5]
 
 For every method with records of `task` at `preset`, the mean over seeds of the incumbent's
-validation and test accuracy and of its memory M = W + I (MemNAS MB, `score.network_memory` on the
-real network; records of other methods do not carry it, so it is measured here), then MemNet's
-saving against each: 1 - M_memnet / M_other, beside the accuracy it gives up. This is the suite's
-counterpart of MemNet's "24.17% average saving of total memory" (MemNet abstract), which compares
-against hand-designed and NAS networks of the literature instead.
+validation and test accuracy and of its memory M = W + I (MemNAS MB,
+`harness.arch_memory.network_memory` on the real network; not every record carries it, so it is
+measured here), then MemNet's saving against each: 1 - M_memnet / M_other, beside the accuracy it
+gives up. This is the suite's counterpart of MemNet's "24.17% average saving of total memory"
+(MemNet abstract), which compares against hand-designed and NAS networks of the literature instead.
+With `--bound B`, the rows tagged `boundB` are also compared at equal numbers of evaluated networks,
+beside the table's most accurate architecture without and within the bound (`matched`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def incumbents(results: Path, task_name: str, preset: str) -> dict[str, list[dic
 
 
 def summarise(results: Path, task_name: str, preset: str, space_name: str) -> list[dict[str, Any]]:
-    from nasrepro.methods.memnet.score import network_memory
+    from nasrepro.harness.arch_memory import network_memory
     from nasrepro.spaces import get_space
     from nasrepro.tasks import get_task
 
@@ -61,6 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="nasbench201/cifar10")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--space", default="nasbench201", help="the space the records searched")
+    parser.add_argument(
+        "--bound",
+        type=float,
+        default=None,
+        help="also compare the rows tagged bound<BOUND> at equal numbers of evaluated networks (`matched`)",
+    )
     args = parser.parse_args(argv)
     rows = summarise(args.results, args.task, args.preset, args.space)
     print("| method | seeds | val % | test % | incumbent memory (MB) |")
@@ -77,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"| {mine['method']} | {other['method']} | {saving:.1f}% | {other['test'] - mine['test']:+.2f} |"
             )
+    if args.bound is not None:
+        from nasrepro.methods.memnet.matched import render
+
+        print("\n" + render(args.results, args.task, args.preset, args.space, args.bound))
 
 
 if __name__ == "__main__":
