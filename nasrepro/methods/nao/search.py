@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -305,7 +306,9 @@ class NAO(Method):
         # round left the EPD in eval mode: without this its dropout (Sec. 3.2's MLP dropout) would
         # be off from the second round on
         epd.train()
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            # the search measures the EPD on the pool below, not through a validation loader
+            warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no")
             torch.manual_seed(seed)
             trainer.fit(epd, train_dataloaders=loader)
         epd.eval()
