@@ -130,6 +130,19 @@ def render(results: Path, task_name: str, preset: str, space_name: str, bound_mb
                 f"{s['memory_mb']:.3f} | {100 * (1 - mine['memory_mb'] / s['memory_mb']):.1f}% | "
                 f"{s['test'] - mine['test']:+.2f} |"
             )
+    lines += [
+        "",
+        "| row | proposals rejected by the bound (all seeds) | heaviest network queried (MB) |",
+        "|---|---|---|",
+    ]
+    for base in baselines:
+        extras = [r.get("method_extra") or {} for r in rows[base].values()]
+        if all("over_bound" in e and "heaviest_queried_mb" in e for e in extras):
+            rejected, heaviest = (
+                sum(e["over_bound"] for e in extras),
+                max(e["heaviest_queried_mb"] for e in extras),
+            )
+            lines.append(f"| {base} | {rejected} | {heaviest:.3f} |")
     found = oracles(task, space, bound_mb)
     lines += [
         "",
