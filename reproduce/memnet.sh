@@ -19,9 +19,9 @@
 #        Measured on the shared 2-core machine: ~12 min per child, so the live part takes hours
 #        (resumable with --resume); the table part takes minutes.
 # paper: table runs at budgets 100 and 500; live runs at w = 32 (memnet-cells), every round-0 network,
-#        K = 100 (the prototype's `sorted_score_100` files), 1,000 children per search (GPU days). The
-#        prototype's 300-epoch final recipe (SGD 0.01, milestones 60/180/240, Cutout 16) is not
-#        applied by the cifar10 task yet (see nasrepro/methods/memnet/README.md).
+#        K = 100 (the prototype's `sorted_score_100` files), 1,000 children per search (GPU days). Every
+#        child trains with the prototype's 300-epoch recipe (SGD 0.01, milestones 60/180/240, Cutout 16;
+#        MemNet's final_recipe, see nasrepro/methods/memnet/README.md).
 set -euo pipefail
 source "$(dirname "$0")/lib/args.bash"
 

@@ -254,6 +254,8 @@ class Record:
             object.__setattr__(self, "history", list(self.history))
         if self.method_extra is not None:  # a record holds JSON values only (numpy scalars, tuples...)
             object.__setattr__(self, "method_extra", _json_safe(self.method_extra))
+        # the config too (a recipe's tuple fields), so a record equals the record read back from disk
+        object.__setattr__(self, "config", _json_safe(self.config))
 
     def to_dict(self) -> dict[str, Any]:
         """The record's JSON layout (shallow copies: mutating the result leaves the record as it was)."""
