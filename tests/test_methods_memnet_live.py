@@ -6,7 +6,7 @@ import pytest
 
 from nasrepro.app.requests import SearchRequest
 from nasrepro.app.search import run_search
-from nasrepro.methods.memnet.score import network_memory
+from nasrepro.harness.arch_memory import network_memory
 from nasrepro.spaces import get_space
 from nasrepro.tasks import get_task
 

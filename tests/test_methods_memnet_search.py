@@ -9,11 +9,12 @@ import pytest
 from scipy.stats import spearmanr
 
 from nasrepro.errors import UsageError
+from nasrepro.harness.arch_memory import NetMemory, network_memory
 from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.run import TrainerFactory, run_of
 from nasrepro.methods import get_method
 from nasrepro.methods.memnet.grow_trim import adapter_for
-from nasrepro.methods.memnet.score import NetMemory, network_memory, score
+from nasrepro.methods.memnet.score import score
 from nasrepro.spaces import get_space
 from nasrepro.spaces import memnet_cells as mc
 from nasrepro.spaces import nasbench201 as nb

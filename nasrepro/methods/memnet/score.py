@@ -18,11 +18,7 @@ from __future__ import annotations
 import math
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.arch_memory import NetMemory, network_memory, within_bound
-
-# The memory model and the bound moved down to the harness (the baselines search under the same
-# bound); re-exported for MemNet's report and tests.
-__all__ = ["NetMemory", "check_lambda", "finite", "network_memory", "score", "within_bound"]
+from nasrepro.harness.arch_memory import NetMemory
 
 W_SHARE, I_SHARE = 0.3, 0.7  # k3, k4 hard-coded in the prototype's score()
 
