@@ -15,9 +15,9 @@
 # smoke: seconds, what CI runs (memnet on the table only, budget 10, one seed, a small ranker; the
 #        bounded baselines at 1.5 MB, budget 10).
 # cpu:   table runs as above; live runs at w = 8 (memnet-cells-w8), the cifar10 cpu preset (10 epochs
-#        on 10,000 images), 3 seeds, 12 children (6 of round 0, K = 3, 2 rounds): CPU scale, labelled so.
-#        Measured on the shared 2-core machine: ~12 min per child, so the live part takes hours
-#        (resumable with --resume); the table part takes minutes.
+#        on 10,000 images), 3 seeds, 15 children (5 of round 0 drawn by the seed, then K = 5 for 2 rounds,
+#        the cpu scale K = 5-10, 2-3 rounds): CPU scale, labelled so. A child takes a few minutes
+#        of one core, so the live part takes hours (resumable with --resume); the table part minutes.
 # paper: table runs at budgets 100 and 500; live runs at w = 32 (memnet-cells), every round-0 network,
 #        K = 100 (the prototype's `sorted_score_100` files), 1,000 children per search (GPU days). Every
 #        child trains with the prototype's 300-epoch recipe (SGD 0.01, milestones 60/180/240, Cutout 16;
@@ -35,7 +35,7 @@ case "$preset" in
   cpu)
     budgets="100"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"; bounds="1.5"; table_methods="memnet memnet-random"
     bound_methods="memnet memnet-random random evolution"
-    space=memnet-cells-w8; live_seeds="0-2"; live_budget=12; live_config='{round0: 6, top_k: 3, rounds: 2}'
+    space=memnet-cells-w8; live_seeds="0-2"; live_budget=15; live_config='{round0: 5, top_k: 5, rounds: 2}'
     live_methods="memnet memnet-random random evolution" ;;
   paper)
     budgets="100 500"; seeds="0-19"; table_preset=cpu; lambdas="0.5 0.8"; bounds="1.5"; table_methods="memnet memnet-random"
@@ -70,7 +70,7 @@ done
 for method in $live_methods; do
   case "$method" in
     memnet|memnet-random) config="$live_config" ;;
-    evolution) config='{population: 6, sample_size: 3}' ;;
+    evolution) config='{population: 5, sample_size: 3}' ;;
     *) config='{}' ;;
   esac
   nasrepro search --method "$method" --task cifar10 --space "$space" --seeds "$live_seeds" \
