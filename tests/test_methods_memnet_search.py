@@ -199,6 +199,17 @@ def test_same_seed_same_search_and_the_ranker_steers_it(nb201, cheap_memory):
     assert a.extra["rounds"][1]["ranker_seconds"] > 0 and "ranker_seconds" not in c.extra["rounds"][1]
 
 
+def test_the_diagnostic_is_recorded_and_changes_nothing_in_the_search(nb201, cheap_memory):
+    on, ev_on = search(nb201, budget=16, seed=3)
+    off, ev_off = search(nb201, budget=16, seed=3, ranker_diagnostics=False)
+    assert [q.arch for q in ev_on.history] == [q.arch for q in ev_off.history]
+    assert on.best_arch == off.best_arch and ev_on.n_queries == ev_off.n_queries
+    ranked = [r for r in on.extra["rounds"] if "ranker_seconds" in r]
+    assert ranked and all(0.0 <= r["ranker_quality"]["ap@3"] <= 1.0 for r in ranked)
+    assert all(r["ranker_quality"]["n"] == r["unseen"] - r["over_bound"] for r in ranked)
+    assert all("ranker_quality" not in r for r in off.extra["rounds"])
+
+
 @pytest.mark.parametrize("method", ["memnet", "memnet-random"])
 def test_the_paper_preset_trains_with_the_prototype_recipe(method):
     """train.py (memnet.md Sec. 3.6) at paper on cifar10: 300 epochs, SGD 0.01, milestones

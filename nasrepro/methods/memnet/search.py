@@ -54,6 +54,9 @@ class MemNetConfig(MethodConfig):
     ranker_epochs: int = 30
     ranker_hidden: int = 100
     ranker_lr: float = 3e-3
+    #: on table tasks, AP@K / NDCG@K of each round's LSTM ranking against the true S of every
+    #: candidate, looked up uncharged and never shown to the search (`ranking_quality`)
+    ranker_diagnostics: bool = True
 
 
 def _check(cfg: MemNetConfig) -> None:
@@ -191,6 +194,10 @@ class MemNet(Method):
             overhead += seconds
             if predicted is not None:
                 log["ranker_seconds"] = round(seconds, 6)
+                if cfg.ranker_diagnostics and getattr(evaluator, "table", None) is not None:
+                    log["ranker_quality"] = self._diagnose(
+                        candidates, predicted, evaluator, run, base_acc, base_mem
+                    )
             top = [candidates[i] for i in order[: int(min(cfg.top_k, evaluator.remaining))]]
             answered = list(zip(top, evaluator.query_many(top), strict=False))
             scored = []
@@ -254,6 +261,35 @@ class MemNet(Method):
         )
         predicted = predict(model, x[len(data) :])
         return [int(i) for i in np.argsort(-predicted, kind="stable")], predicted, time.perf_counter() - start
+
+    def _diagnose(
+        self,
+        candidates: list[Any],
+        predicted: np.ndarray,
+        evaluator: Any,
+        run: Run,
+        base_acc: float,
+        base_mem: NetMemory,
+    ) -> dict[str, Any]:
+        """AP@K and NDCG@K of the ranker's order against every candidate's true S (MemNAS's ranker
+        measures, fact sheet 3.5) at K = the round's top-K, 2K and all: table look-ups outside the
+        evaluator (nothing booked or charged) and memory traces outside the method's overhead, so the
+        search and its record are the same with the diagnostic off."""
+        from nasrepro.methods.memnet.ranking_quality import ranking_quality
+
+        cfg = self.config
+        assert isinstance(cfg, MemNetConfig)
+        start = time.perf_counter()
+        truth = []
+        for arch in candidates:
+            entry = evaluator.table.lookup(arch)
+            acc = float(entry.val if evaluator.reward == "val" else entry.test)
+            truth.append(score(acc, network_memory(run.space, run.task, arch), base_acc, base_mem, cfg.lam))
+        quality: dict[str, Any] = {"n": len(candidates)}
+        quality.update(ranking_quality(predicted, truth, (cfg.top_k, 2 * cfg.top_k, len(candidates))))
+        quality["random_precision_at_k"] = round(min(cfg.top_k, len(candidates)) / len(candidates), 6)
+        quality["seconds"] = round(time.perf_counter() - start, 6)
+        return quality
 
     def _report(
         self,
