@@ -8,6 +8,8 @@ embeds it with an LSTM and decodes it back. Token 0 is ``<sos>`` (= ``<eos>``, N
                reduction cell of B = 5 nodes; node i (0-based) adds two branches (input, op), each
                input one of 0..i+1 (0, 1 = the two previous cells, k >= 2 = node k-2). Ops: the
                5-op space. Tokens: input + 1 (1-6), op + 7 (7-11); 40 tokens, vocabulary 12.
+               The architecture type and op ids live in `nasrepro.spaces.nao_cells`, the
+               registered cell spaces that NAO-WS, random search and evolution share.
 ``naonet``     the same cell with the 11-op space of NAONet (``dag.NAONet.json``; NAO_V1 op ids
                5-15). Tokens input + 1, 7 + (op - 5) (7-17); vocabulary 18. Deviation: the TF
                search wrote each branch as 3 tokens (input, op type, op size; vocabulary 21); we
@@ -43,6 +45,10 @@ import numpy as np
 
 from nasrepro.errors import UsageError
 from nasrepro.registry import Registry
+from nasrepro.spaces.nao_cells import CONV_OPS as CONV_OPS  # re-exported
+from nasrepro.spaces.nao_cells import NAONET_A as NAONET_A
+from nasrepro.spaces.nao_cells import NAONET_B as NAONET_B
+from nasrepro.spaces.nao_cells import NODES, ConvArch, parse_conv_arch
 from nasrepro.spaces.nasbench201 import EDGES as NB201_EDGES
 from nasrepro.spaces.nasbench201 import OP_NAMES as NB201_OPS
 from nasrepro.spaces.nasbench201 import NB201Arch
@@ -206,38 +212,8 @@ def get_codec(name: str) -> Codec[Any]:
 
 # --- convolutional cells (NAO-WS, NAONet) ---------------------------------------------------------
 
-#: NAO_V1's global op ids (``model.py`` ``Node``): 0-4 the NAO-WS space, 5-15 the NAONet space.
-CONV_OPS: tuple[str, ...] = (
-    "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity",
-    "identity", "conv_1x1", "conv_3x3", "conv_1x3_3x1", "conv_1x7_7x1",
-    "max_pool_2x2", "max_pool_3x3", "max_pool_5x5", "avg_pool_2x2", "avg_pool_3x3", "avg_pool_5x5",
-)  # fmt: skip
-NODES = 5
 _NODE_TOKEN0 = 1  # input k -> token k + 1
 _OP_TOKEN0 = NODES + 2  # first op token: 7
-
-
-@dataclass(frozen=True)
-class ConvArch:
-    """A normal and a reduction cell as NAO_V1's integers: per node ``[in1, op1, in2, op2]``.
-
-    Inputs: 0, 1 = outputs of the two previous cells, k >= 2 = node k-2 of this cell. Ops are
-    NAO_V1's global ids (`CONV_OPS`); ``str`` is the published 40-integer string.
-    """
-
-    normal: tuple[int, ...]
-    reduction: tuple[int, ...]
-
-    def cells(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return self.normal, self.reduction
-
-    def branches(self, cell: int, node: int) -> tuple[tuple[int, str], tuple[int, str]]:
-        """The node's two branches as (input, op name)."""
-        x, xo, y, yo = self.cells()[cell][4 * node : 4 * node + 4]
-        return (x, CONV_OPS[xo]), (y, CONV_OPS[yo])
-
-    def __str__(self) -> str:
-        return " ".join(map(str, self.normal + self.reduction))
 
 
 class ConvCellCodec(Codec[ConvArch]):
@@ -273,28 +249,11 @@ class ConvCellCodec(Codec[ConvArch]):
         return ConvArch(tuple(ints[:half]), tuple(ints[half:]))
 
     def parse(self, text: str) -> ConvArch:
-        where = f"{self.name} architecture"
-        ints = _ints(text, 8 * NODES, where)
-        for j, v in enumerate(ints):
-            cell, node, item = ("normal", "reduction")[j // 20], j % 20 // 4, j % 4
-            if item % 2 == 0 and not 0 <= v <= node + 1:
-                raise UsageError(
-                    f"{where}, item {j}: expected an input 0-{node + 1} for node {node} of the {cell} cell, got {v}"
-                )
-            if item % 2 == 1 and not self.op_offset <= v < self.op_offset + self.num_ops:
-                ops = f"{self.op_offset}-{self.op_offset + self.num_ops - 1}"
-                raise UsageError(
-                    f"{where}, item {j}: expected an op id {ops} (node {node}, {cell} cell), got {v}"
-                )
-        return ConvArch(tuple(ints[:20]), tuple(ints[20:]))
+        return parse_conv_arch(text, (self.op_offset, self.num_ops), f"{self.name} architecture")
 
 
 CODECS.register("nao-ws")(ConvCellCodec("nao-ws", op_offset=0, num_ops=5))
 CODECS.register("naonet")(ConvCellCodec("naonet", op_offset=5, num_ops=11))
-
-#: NAONet-A (``NAO_V1/train_NAONet_A_36_cifar10.sh``) and NAONet-B (found by NAO-WS).
-NAONET_A = "0 7 1 15 2 8 1 7 0 6 1 7 0 8 4 7 1 5 0 7 0 7 1 13 0 6 0 14 0 9 1 10 0 14 2 6 1 11 0 7"
-NAONET_B = "0 1 0 2 0 1 2 2 1 3 0 2 4 0 1 3 2 1 0 3 1 1 1 0 2 1 2 4 1 0 2 3 3 1 2 2 0 2 0 2"
 
 
 # --- the PTB recurrent cell ------------------------------------------------------------------------
