@@ -137,12 +137,18 @@ def test_arch_loader_shuffles_the_held_out_part_with_its_own_seeded_generator() 
 
 
 def test_search_preset_sizes_the_data_task_recipe(toy_task) -> None:
+    from nasrepro.tasks import get_task
+
     size = Size(batch_size=8, arch_batch_size=8, train_subset=80, train_batches=5)
-    preset = search_preset(toy_task, "smoke", size, {"valid_size": 25_000})
-    base = toy_task.preset("smoke")
+    cifar = get_task("cifar10")
+    preset = search_preset(cifar, "smoke", size, {"valid_size": 25_000})
+    base = cifar.preset("smoke")
     assert (preset.recipe.batch_size, preset.recipe.train_subset) == (8, 80)
-    assert preset.recipe.extra == {**dict(base.recipe.extra), "valid_size": 25_000}
+    assert preset.recipe == base.recipe.replace(batch_size=8, train_subset=80, valid_size=25_000)
     assert preset.recipe.epochs == base.recipe.epochs and preset.name == base.name
+    # a hold-out the task would not apply is refused, never silently dropped
+    with pytest.raises(UsageError, match="does not apply the recipe option"):
+        search_preset(toy_task, "smoke", size, {"valid_size": 25_000})
 
 
 def test_preset_sizes_look_up_with_a_usage_error_naming_the_choices() -> None:

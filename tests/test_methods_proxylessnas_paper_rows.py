@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from nasrepro.cli import build_parser
+from nasrepro.harness.oneshot import search_preset
+from nasrepro.harness.recipe import TrainRecipe
 from nasrepro.methods.proxylessnas import paper_rows
 from nasrepro.methods.proxylessnas.paper_rows import PAPER_ROWS, RELEASED_RETRAIN, main, rows_by_name
 from nasrepro.methods.proxylessnas.presets import SEARCH_PRESETS
@@ -23,8 +25,9 @@ from nasrepro.spaces import get_space
 from nasrepro.tasks import get_task
 
 
-def resolved(row: paper_rows.PaperRow) -> tuple[ProxylessConfig, dict, str | None]:
-    """The row's command parsed by the real CLI, then its method config resolved as the search does."""
+def resolved(row: paper_rows.PaperRow) -> tuple[ProxylessConfig, TrainRecipe, str | None]:
+    """The row's command parsed by the real CLI, then its method config resolved as the search does;
+    with the recipe of the search's data loaders (its hold-out)."""
     args = build_parser().parse_args(row.command("results")[1:])["search"]
     assert args.method == "proxylessnas" and args.task == row.task and args.preset == "paper"
     assert args.deterministic is row.deterministic
@@ -33,17 +36,21 @@ def resolved(row: paper_rows.PaperRow) -> tuple[ProxylessConfig, dict, str | Non
     setup = space_setup(get_space(ProxylessNAS.default_space_for(row.task)))
     assert setup is not None
     _, _, regularizer = resolve_settings(cfg, SEARCH_PRESETS.size(setup.family, "paper"))
-    recipe_extra = {**task.preset("paper").recipe.extra, **hold_out(setup, cfg)}
-    return cfg, recipe_extra, regularizer
+    size = SEARCH_PRESETS.size(setup.family, "paper")
+    search_recipe = search_preset(setup.data_task(task), "paper", size, hold_out(setup, cfg)).recipe
+    return cfg, search_recipe, regularizer
 
 
 @pytest.mark.parametrize("row", PAPER_ROWS, ids=lambda r: r.name)
 def test_every_row_resolves_to_its_cost_target_and_hold_out(row: paper_rows.PaperRow) -> None:
-    cfg, extra, regularizer = resolved(row)
+    cfg, search_recipe, regularizer = resolved(row)
     kind = "none" if regularizer is None and cfg.algorithm == "grad" else cfg.cost
     assert kind == row.cost_kind
     assert cfg.ref == row.ref
-    assert extra["valid_size"] == row.hold_out
+    # the hold-out: of the search's architecture steps, then of the retraining's validation
+    assert search_recipe.valid_size == row.hold_out
+    assert trained(row).valid_size == row.hold_out
+    assert row.configuration()["trained_recipe"]["valid_size"] == row.hold_out  # what --dry-run prints
     if row.task == "imagenet":
         assert row.hold_out == 50_000 and {"imagenet", "cuda"} <= set(row.needs)
         assert row.retrain is not None and row.retrain.epochs == 300
@@ -54,7 +61,8 @@ def test_every_row_resolves_to_its_cost_target_and_hold_out(row: paper_rows.Pape
 
 def test_released_retraining_recipe() -> None:
     r = RELEASED_RETRAIN
-    assert (r.epochs, r.batch_size, r.lr, r.schedule, r.nesterov) == (300, 256, 0.05, "cosine", True)
+    assert (r.epochs, r.batch_size, r.lr, r.schedule, r.nesterov) == (300, 256, 0.05, "cosine-step", True)
+    assert r.valid_size == 50_000
     assert (r.weight_decay, r.no_decay_keys, r.label_smoothing) == (4e-5, "bn", 0.1)
     assert r.dropout == RELEASED_IMAGENET["proxyless_mobile"].dropout == 0.1
     gpu = rows_by_name()["imagenet-proxyless-gpu"]
@@ -79,7 +87,7 @@ def trained(row: paper_rows.PaperRow, preset: str = "paper"):
 
 RETRAIN_FIELDS = (
     "epochs", "batch_size", "optimizer", "lr", "schedule", "momentum", "nesterov", "weight_decay",
-    "no_decay_keys", "label_smoothing", "dropout", "color_jitter",
+    "no_decay_keys", "label_smoothing", "dropout", "color_jitter", "valid_size",
 )  # fmt: skip
 
 
@@ -110,6 +118,7 @@ def test_the_cifar_row_adds_cutout_to_the_task_recipe() -> None:
     row = rows_by_name()["cifar10-proxyless-g"]
     assert trained(row) == get_task("cifar10").preset("paper").recipe.replace(cutout=16)
     assert row.configuration()["trained_recipe"]["cutout"] == 16
+    assert trained(row).valid_size == row.hold_out == 5_000 and trained(row).schedule == "multistep"
 
 
 def test_dry_run_prints_every_row(capsys: pytest.CaptureFixture[str]) -> None:

@@ -102,10 +102,10 @@ def test_search_split_is_fixed_disjoint_and_recorded(arrays: cifar.CifarArrays) 
     assert info["train"] == 25_000 and info["valid"] == 25_000 and info["split_seed"] == 0
     assert info["valid_index_sha256"] != other_split.split_info()["valid_index_sha256"]
 
-    small = cifar.Cifar10DataModule(arrays, recipe(train_subset=100, extra={"valid_size": 5_000}), seed=0)
+    small = cifar.Cifar10DataModule(arrays, recipe(train_subset=100, valid_size=5_000), seed=0)
     assert len(small.train_index) == 100 and len(small.valid_index) == 5_000
     with pytest.raises(UsageError, match="valid_size"):
-        cifar.Cifar10DataModule(arrays, recipe(extra={"valid_size": 50_000}), seed=0)
+        cifar.Cifar10DataModule(arrays, recipe(valid_size=50_000), seed=0)
 
 
 @needs_data

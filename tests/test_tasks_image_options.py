@@ -1,17 +1,23 @@
-"""The image-training recipe options: cutout, label smoothing, no-decay keys, dropout, colour jitter
-and the multistep schedule, on tiny tensors and fake data (no real training)."""
+"""The image-training recipe options: cutout, label smoothing, no-decay keys, dropout, colour jitter,
+the hold-out size and the multistep and per-step cosine schedules, on tiny tensors and fake data (no
+real training; the per-step cosine is checked inside a tiny Lightning fit)."""
 
 from __future__ import annotations
 
+import math
+
+import lightning as L
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from nasrepro.errors import UsageError
 from nasrepro.harness.recipe import Preset, TrainRecipe, configure_optimizers, param_groups
+from nasrepro.harness.training import trainer_for
 from nasrepro.methods.proxylessnas.spaces import CIFAR_SPACE, ProxylessSpace
 from nasrepro.tasks import get_task
 from nasrepro.tasks.cifar10 import Cifar10DataModule, CifarArrays
@@ -70,7 +76,7 @@ def _fake_cifar(n: int = 48) -> CifarArrays:
 def test_cifar_cutout_in_training_batches_only():
     # Normalised CIFAR pixels are never exactly 0 (the means are not multiples of 1/255), so every
     # zero below is cutout's.
-    data = Cifar10DataModule(_fake_cifar(), recipe(cutout=16, extra={"valid_size": 16}), seed=0)
+    data = Cifar10DataModule(_fake_cifar(), recipe(cutout=16, valid_size=16), seed=0)
     torch.manual_seed(0)
     images, _ = next(iter(data.train_dataloader()))
     for image in images:
@@ -78,7 +84,7 @@ def test_cifar_cutout_in_training_batches_only():
     for loader in (data.val_dataloader(), data.test_dataloader()):
         images, _ = next(iter(loader))
         assert not bool((images == 0).any())
-    plain = Cifar10DataModule(_fake_cifar(), recipe(extra={"valid_size": 16}), seed=0)
+    plain = Cifar10DataModule(_fake_cifar(), recipe(valid_size=16), seed=0)
     images, _ = next(iter(plain.train_dataloader()))
     assert not bool((images == 0).any())  # the default trains without cutout, as before
 
@@ -106,6 +112,10 @@ def test_tasks_refuse_the_options_they_do_not_apply():
         get_task("cifar10").check_recipe(recipe(color_jitter=(0.4, 0.4, 0.4, 0.1)))
     with pytest.raises(UsageError, match="cutout"):
         get_task("ptb").check_recipe(recipe(cutout=16))
+    for image_task in ("cifar10", "imagenet"):  # the hold-out is each image datamodule's own
+        get_task(image_task).check_recipe(recipe(valid_size=50_000))
+    with pytest.raises(UsageError, match="valid_size"):
+        get_task("ptb").check_recipe(recipe(valid_size=50_000))
 
 
 # --- label smoothing -----------------------------------------------------------------------------
@@ -177,9 +187,53 @@ def test_multistep_learning_rate_at_the_milestones():
     assert {epoch: rates[epoch] for epoch in expected} == pytest.approx(expected)
 
 
+# --- per-step cosine schedule ---------------------------------------------------------------------
+class _RatePerStep(L.Callback):
+    """The learning rate each training batch's optimizer step uses (read before the step)."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def _rates_in_a_tiny_fit(r: TrainRecipe) -> list[float]:
+    """The per-step rates of a real fit of the image module under `r` (harness Trainer, 1 CPU)."""
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(20, 4), torch.randint(0, 3, (20,)))
+    record = _RatePerStep()
+    trainer = trainer_for(Preset("x", r, 1), accelerator="cpu", devices=1, callbacks=[record])
+    trainer.fit(ImageClassificationModule(nn.Linear(4, 3), Preset("x", r, 1)), DataLoader(data, r.batch_size))
+    return record.rates
+
+
+def test_cosine_step_anneals_every_optimizer_step_as_the_released_run_manager():
+    # 3 epochs of 4 batches (5 exist; limit_train_batches keeps 4): T_total = 12 optimizer steps
+    r = recipe(epochs=3, lr=0.05, batch_size=4, schedule="cosine-step", limit_train_batches=4)
+    rates = _rates_in_a_tiny_fit(r)
+    total = 3 * 4
+    # released RunConfig._calc_learning_rate: 0.5 lr0 (1 + cos(pi T_cur / T_total)), T in batches,
+    # set before batch T_cur's step
+    closed = [0.5 * 0.05 * (1 + math.cos(math.pi * k / total)) for k in range(total)]
+    assert rates == pytest.approx(closed, rel=1e-12, abs=1e-15)
+    per_epoch = _rates_in_a_tiny_fit(r.replace(schedule="cosine"))
+    assert per_epoch == pytest.approx(
+        [0.5 * 0.05 * (1 + math.cos(math.pi * (k // 4) / 3)) for k in range(12)]
+    )
+    assert len(set(per_epoch)) == 3 and len(set(rates)) == total  # one rate per epoch vs per step
+    assert r.to_dict()["schedule"] == "cosine-step"  # recorded with the recipe
+    with pytest.raises(UsageError, match="number of optimizer steps"):
+        configure_optimizers([nn.Parameter(torch.zeros(1))], r)  # outside a fit: no step count
+
+
 @pytest.mark.parametrize(
     "changes",
     [
+        {"schedule": "cosine-epoch"},
+        {"valid_size": 0},
+        {"valid_size": 2.5},
+        {"extra": {"valid_size": 5_000}},  # a recipe field now: never silently ignored
         {"schedule": "multistep"},
         {"schedule": "multistep", "milestones": (60, 30)},
         {"schedule": "multistep", "milestones": (0, 30)},

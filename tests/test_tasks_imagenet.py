@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import nasrepro.tasks.imagenet as imagenet
-from nasrepro.errors import DataError
+from nasrepro.errors import DataError, UsageError
 from nasrepro.harness.recipe import TrainRecipe
 from nasrepro.tasks import TASKS
 
@@ -71,11 +71,11 @@ def test_train_val_layout_holds_out_a_seeded_validation_split(tmp_path: Path) ->
     make_folder(tmp_path / "imagenet", {"train": classes, "val": classes}, per_class=4)
     root = imagenet.find_imagenet(tmp_path)
     assert root == tmp_path / "imagenet"
-    module = imagenet.ImagenetDataModule(root, recipe(extra={"valid_size": 3, "image_size": 32}), seed=0)
+    module = imagenet.ImagenetDataModule(root, recipe(valid_size=3, extra={"image_size": 32}), seed=0)
     assert not module.sample_mode and module.num_classes == 3
     train, valid = module._split(12)
     assert len(valid) == 3 and len(train) == 9 and not set(train) & set(valid)
-    again = imagenet.ImagenetDataModule(root, recipe(extra={"valid_size": 3}), seed=5)._split(12)
+    again = imagenet.ImagenetDataModule(root, recipe(valid_size=3), seed=5)._split(12)
     assert again[1] == valid  # the split does not depend on the run seed
     assert sum(len(y) for _, y in module.val_dataloader()) == 3
     test_labels = torch.cat([y for _, y in module.test_dataloader()])
@@ -83,6 +83,36 @@ def test_train_val_layout_holds_out_a_seeded_validation_split(tmp_path: Path) ->
     images, _ = next(iter(module.train_dataloader()))
     assert images.shape == (4, 3, 32, 32)
     assert imagenet.ImagenetTask().check_data(tmp_path)[0].status == "found"
+
+
+def test_hold_out_size_is_a_recorded_recipe_field_checked_against_the_train_split(tmp_path: Path) -> None:
+    task = imagenet.ImagenetTask()
+    for name in ("smoke", "cpu", "paper"):  # the default, unchanged and recorded with every recipe
+        assert task.preset(name).recipe.to_dict()["valid_size"] == imagenet.DEFAULT_VALID_SIZE == 10_000
+    classes = ["n001", "n002", "n003"]
+    make_folder(tmp_path / "imagenet", {"train": classes, "val": classes}, per_class=4)
+    root = tmp_path / "imagenet"
+    held = imagenet.ImagenetDataModule(root, recipe(valid_size=5, extra={"image_size": 32}), seed=0)
+    assert sum(len(y) for _, y in held.val_dataloader()) == 5 and held.split_info()["valid_size"] == 5
+    assert len(held.train_dataloader().dataset) == 7
+    too_many = imagenet.ImagenetDataModule(root, recipe(valid_size=50_000), seed=0)
+    with pytest.raises(
+        UsageError, match="'valid_size' \\(50,000\\) must be smaller than the 12 images"
+    ) as info:
+        too_many.train_dataloader()
+    assert "\n" not in str(info.value)
+    with pytest.raises(UsageError, match="valid_size"):  # all of them: nothing left to train on
+        imagenet.ImagenetDataModule(root, recipe(valid_size=12), seed=0)._split(12)
+
+
+@needs_data
+def test_sample_mode_takes_no_hold_out_whatever_valid_size_says() -> None:
+    """The ProxylessNAS paper rows' 50,000 at smoke on the 100-image sample: the sample has no train
+    split to hold images out of, so the loaders serve val/ as always and the split info says so."""
+    root = imagenet.find_imagenet(Path(DATA))
+    module = imagenet.ImagenetDataModule(root, recipe(valid_size=50_000, train_subset=8), seed=0)
+    assert module.sample_mode and module.split_info()["valid_size"] is None
+    assert len(module.train_dataloader().dataset) == 8 and len(module.val_dataloader().dataset) == 100
 
 
 def test_mismatched_class_folders_are_a_data_error(tmp_path: Path) -> None:

@@ -93,16 +93,15 @@ class PresetSizes(Mapping[tuple[str, str], S], Generic[S]):
 
 
 def search_preset(
-    data_task: Task, preset: str, size: SupernetSize, extra: Mapping[str, Any] | None = None
+    data_task: Task, preset: str, size: SupernetSize, changes: Mapping[str, Any] | None = None
 ) -> Preset:
-    """The data task's preset `preset` with the fit's batch size and train subset; `extra` changes the
-    recipe's task-specific settings (e.g. a larger hold-out, ``valid_size``)."""
+    """The data task's preset `preset` with the fit's batch size and train subset; `changes` are further
+    recipe fields (e.g. a larger hold-out, ``valid_size``), refused when the task would not apply them."""
     base = data_task.preset(preset)
     recipe = base.recipe.replace(
-        batch_size=size.batch_size,
-        train_subset=size.train_subset,
-        extra={**dict(base.recipe.extra), **(extra or {})},
+        batch_size=size.batch_size, train_subset=size.train_subset, **dict(changes or {})
     )
+    data_task.check_recipe(recipe)
     return dataclasses.replace(base, recipe=recipe)
 
 

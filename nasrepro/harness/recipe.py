@@ -7,6 +7,7 @@ dataclass means it is recorded verbatim in every run record and can be overridde
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,6 +18,8 @@ if TYPE_CHECKING:  # recipes are data: a table search reads them without paying 
     import torch
 
 PRESETS = ("smoke", "cpu", "paper")
+#: the recipe's `schedule` values (`configure_optimizers` builds each)
+SCHEDULES = ("constant", "cosine", "cosine-step", "multistep")
 #: the recipe's `select` values: which epoch's weights a fit is scored with
 SELECT_RULES = ("final", "best-val", "min-val-loss")
 
@@ -32,8 +35,10 @@ class TrainRecipe:
     momentum: float = 0.9
     nesterov: bool = False
     batch_size: int = 128
-    #: per-epoch learning-rate schedule; "multistep" multiplies it by `gamma` at each of `milestones`
-    schedule: Literal["constant", "cosine", "multistep"] = "cosine"
+    #: learning-rate schedule (`SCHEDULES`): "cosine" anneals to zero once per epoch, "cosine-step"
+    #: after every optimizer step (the released ProxylessNAS retraining), "multistep" multiplies the
+    #: rate by `gamma` at each of `milestones` (epochs)
+    schedule: Literal["constant", "cosine", "cosine-step", "multistep"] = "cosine"
     grad_clip: float | None = None
     dropout: float = 0.0
     # Caps on batches per epoch: a float is a fraction, an int a count (Lightning's convention).
@@ -66,6 +71,9 @@ class TrainRecipe:
     cutout: int = 0
     #: ColorJitter (brightness, contrast, saturation, hue) of the training images; None: none
     color_jitter: tuple[float, float, float, float] | None = None
+    #: images of the training split held out for validation (the released ProxylessNAS
+    #: ``--valid_size``); None: the task's own default split
+    valid_size: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,12 +121,14 @@ OPTIONS: Mapping[str, Any] = {
     "no_decay_keys": None,
     "cutout": 0,
     "color_jitter": None,
+    "valid_size": None,
 }
 #: `extra` keys that became recipe fields: an old key would otherwise be silently ignored
 MOVED_EXTRA: Mapping[str, str] = {
     "lr_milestones": "milestones (with schedule: multistep)",
     "lr_gamma": "gamma",
     "label_smoothing": "label_smoothing",
+    "valid_size": "valid_size",
 }
 
 
@@ -132,6 +142,8 @@ def check_options(recipe: TrainRecipe) -> None:
     object.__setattr__(recipe, "milestones", tuple(int(m) for m in recipe.milestones))
     if recipe.color_jitter is not None:
         object.__setattr__(recipe, "color_jitter", tuple(float(v) for v in recipe.color_jitter))
+    if recipe.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {recipe.schedule!r}; use {', '.join(SCHEDULES)}")
     milestones = list(recipe.milestones)
     if recipe.schedule == "multistep" and (
         not milestones or milestones != sorted(set(milestones)) or milestones[0] < 1
@@ -150,6 +162,12 @@ def check_options(recipe: TrainRecipe) -> None:
     if recipe.color_jitter is not None and len(recipe.color_jitter) != 4:
         raise UsageError(
             f"recipe field 'color_jitter' is (brightness, contrast, saturation, hue), got {recipe.color_jitter}"
+        )
+    if recipe.valid_size is not None and (
+        isinstance(recipe.valid_size, bool) or not isinstance(recipe.valid_size, int) or recipe.valid_size < 1
+    ):
+        raise UsageError(
+            f"recipe field 'valid_size' must be a number of images >= 1 (or null), got {recipe.valid_size!r}"
         )
     if recipe.no_decay_keys is not None and not all(recipe.no_decay_keys.split("#")):
         raise UsageError(
@@ -207,24 +225,70 @@ def build_optimizer(params: Iterable[Any], recipe: TrainRecipe) -> torch.optim.O
     raise UsageError(f"unknown optimizer {recipe.optimizer!r}; use sgd, adam or adamw")
 
 
-def configure_optimizers(params: Iterable[Any], recipe: TrainRecipe) -> dict[str, Any]:
-    """What a LightningModule's `configure_optimizers` returns for `recipe` (per-epoch schedule)."""
+class CosineFactor:
+    """The released ProxylessNAS cosine, ``0.5 (1 + cos(pi T_cur / T_total))``, as a `LambdaLR` factor.
+
+    ``RunConfig._calc_learning_rate`` in mit-han-lab/proxylessnas ``search/run_manager.py`` counts
+    T in batches (T_total = n_epochs * nBatch, T_cur = epoch * nBatch + batch) and sets the rate
+    before each batch's step, so step k trains with the factor at k: what `LambdaLR` does when it is
+    stepped after every optimizer step. A callable object, not a closure, so that the scheduler's
+    state dict keeps `total` and a resumed fit continues the same curve.
+    """
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise UsageError(f"a per-step cosine needs at least one optimizer step, got {total}")
+        self.total = int(total)
+
+    def __call__(self, step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total) / self.total))
+
+
+def needs_total_steps(recipe: TrainRecipe) -> bool:
+    """Whether `configure_optimizers` needs the fit's optimizer-step count (per-step schedules)."""
+    return recipe.schedule == "cosine-step"
+
+
+def configure_optimizers(
+    params: Iterable[Any], recipe: TrainRecipe, total_steps: float | None = None
+) -> dict[str, Any]:
+    """What a LightningModule's `configure_optimizers` returns for `recipe`.
+
+    `total_steps` is the fit's number of optimizer steps (Lightning's
+    ``trainer.estimated_stepping_batches``, which counts epochs, batch limits and devices); only a
+    per-step schedule needs it (`needs_total_steps`).
+    """
+    import torch
+
     optimizer = build_optimizer(params, recipe)
     if recipe.schedule == "constant":
         return {"optimizer": optimizer}
     if recipe.schedule == "cosine":
-        import torch
-
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    if recipe.schedule == "cosine-step":
+        if total_steps is None or not math.isfinite(total_steps):
+            raise UsageError(
+                f"schedule 'cosine-step' needs the fit's number of optimizer steps, got {total_steps}"
+            )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineFactor(int(total_steps)))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
     if recipe.schedule == "multistep":
-        import torch
-
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-    raise UsageError(f"unknown schedule {recipe.schedule!r}; use constant, cosine or multistep")
+    raise UsageError(f"unknown schedule {recipe.schedule!r}; use {', '.join(SCHEDULES)}")
+
+
+def lightning_optimizers(module: Any, params: Iterable[Any], recipe: TrainRecipe) -> dict[str, Any]:
+    """`configure_optimizers` from inside a LightningModule's own: the fit's step count is read from
+    its trainer only when the schedule needs it (reading it sets up the training loader)."""
+    steps = module.trainer.estimated_stepping_batches if needs_total_steps(recipe) else None
+    return configure_optimizers(params, recipe, steps)
 
 
 #: The fields that size a fit (how much work it does), which the smoke preset keeps as its own.

@@ -11,9 +11,10 @@ Decoding 60,000 PNGs takes tens of seconds, so it happens once: the pixels are c
 array file in `cache_dir("cifar10")`, keyed by the source folder and its file counts, and every
 later run serves tensors from memory.
 
-Protocol: the search split holds out `valid_size` of the 50,000 training images (25,000 by default,
-as in DARTS-style search) with a fixed split seed, so every method and run sees the same split; the
-final numbers are top-1 accuracy (%) on that hold-out (`val`) and on the 10,000 test images (`test`).
+Protocol: the search split holds out the recipe's `valid_size` of the 50,000 training images (25,000
+by default, as in DARTS-style search) with a fixed split seed, so every method and run sees the same
+split; the final numbers are top-1 accuracy (%) on that hold-out (`val`) and on the 10,000 test
+images (`test`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 COUNTS = {"train": 50_000, "test": 10_000}
+#: training images held out when the recipe's `valid_size` is None (DARTS-style search split)
+DEFAULT_VALID_SIZE = 25_000
 PICKLE_FOLDER = "cifar-10-batches-py"
 PICKLE_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
@@ -327,7 +330,7 @@ def _batch_as_is(batch: Any) -> Any:
 class Cifar10DataModule(L.LightningDataModule):
     """Train / hold-out / test loaders of the search split.
 
-    `valid_size` (recipe.extra, default 25,000) images of the training set form the hold-out, chosen
+    The recipe's `valid_size` images (default 25,000) of the training set form the hold-out, chosen
     by a permutation with `split_seed` (recipe.extra, default 0: the same split for every run);
     `train_subset` keeps the first images of the remaining training part. The test set is served in
     a fixed shuffled order so that a truncated evaluation (`limit_eval_batches`) sees all classes.
@@ -337,9 +340,12 @@ class Cifar10DataModule(L.LightningDataModule):
         super().__init__()
         self.arrays, self.recipe, self.seed = arrays, recipe, seed
         total = len(arrays.train_labels)
-        valid_size = int(recipe.extra.get("valid_size", 25_000))
-        if not 0 < valid_size < total:
-            raise UsageError(f"valid_size must be between 1 and {total - 1} images, got {valid_size}")
+        valid_size = DEFAULT_VALID_SIZE if recipe.valid_size is None else recipe.valid_size
+        if valid_size >= total:
+            raise UsageError(
+                f"recipe field 'valid_size' ({valid_size:,}) must be smaller than the {total:,} training "
+                f"images, which the hold-out is taken from"
+            )
         self.split_seed = int(recipe.extra.get("split_seed", 0))
         order = torch.randperm(total, generator=torch.Generator().manual_seed(self.split_seed))
         self.valid_index = order[:valid_size]
@@ -414,17 +420,15 @@ def _presets() -> dict[str, Preset]:
         batch_size=128,
         schedule="multistep",
         milestones=(91, 136),
-        extra={"valid_size": 5_000},
+        valid_size=5_000,
     )
-    cpu = paper.replace(
-        epochs=10, schedule="cosine", milestones=(), train_subset=10_000, extra={"valid_size": 5_000}
-    )
+    cpu = paper.replace(epochs=10, schedule="cosine", milestones=(), train_subset=10_000)
     smoke = cpu.replace(
         epochs=1,
         batch_size=32,
         train_subset=128,
         limit_eval_batches=1,
-        extra={"valid_size": 5_000, "eval_batch_size": 64},
+        extra={"eval_batch_size": 64},
     )
     return {
         "smoke": Preset(

@@ -17,10 +17,17 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.recipe import Preset, TrainRecipe, configure_optimizers, param_groups
+from nasrepro.harness.recipe import (
+    Preset,
+    TrainRecipe,
+    configure_optimizers,
+    lightning_optimizers,
+    param_groups,
+)
 
-#: the recipe options both image tasks apply (`Task.recipe_options`; ImageNet adds colour jitter)
-IMAGE_OPTIONS: frozenset[str] = frozenset({"label_smoothing", "no_decay_keys", "cutout"})
+#: the recipe options both image tasks apply (`Task.recipe_options`; ImageNet adds colour jitter);
+#: `valid_size` is each task's datamodule's hold-out
+IMAGE_OPTIONS: frozenset[str] = frozenset({"label_smoothing", "no_decay_keys", "cutout", "valid_size"})
 
 
 def cutout(images: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -70,10 +77,11 @@ def set_dropout(model: nn.Module, p: float) -> None:
         layer.p = p
 
 
-def optimizers_for(params: Any, recipe: TrainRecipe) -> dict[str, Any]:
-    """The recipe's optimiser and per-epoch schedule (constant, cosine, or multistep: He et al. 2016
-    and the standard ImageNet recipe divide the learning rate by 10 at fixed epochs)."""
-    return configure_optimizers(params, recipe)
+def optimizers_for(params: Any, recipe: TrainRecipe, total_steps: float | None = None) -> dict[str, Any]:
+    """The recipe's optimiser and schedule (constant; cosine per epoch, or per optimizer step as the
+    released ProxylessNAS retraining, which needs the fit's `total_steps`; or multistep: He et al.
+    2016 and the standard ImageNet recipe divide the learning rate by 10 at fixed epochs)."""
+    return configure_optimizers(params, recipe, total_steps)
 
 
 class ImageClassificationModule(L.LightningModule):
@@ -129,4 +137,6 @@ class ImageClassificationModule(L.LightningModule):
         self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        return optimizers_for(param_groups(self.model.named_parameters(), self.recipe), self.recipe)
+        return lightning_optimizers(
+            self, param_groups(self.model.named_parameters(), self.recipe), self.recipe
+        )

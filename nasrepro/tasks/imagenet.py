@@ -6,10 +6,14 @@ image each. Without a `train/` split the task runs in "sample mode": it trains, 
 on `val/` -- good for exercising loaders and transforms, meaningless as an accuracy -- and every
 preset says so.
 
-Protocol with the real dataset: `valid_size` images (recipe.extra, default 10,000) are held out of
-`train/` with a fixed split seed as the validation set (ProxylessNAS holds out 50,000 for its search,
-which its method preset sets); the official 50,000-image `val/` split is the test set. Metric: top-1
-accuracy in percent.
+Protocol with the real dataset: the recipe's `valid_size` images (default `DEFAULT_VALID_SIZE`,
+10,000) are held out of `train/` with a fixed split seed as the validation set; the official
+50,000-image `val/` split is the test set. Metric: top-1 accuracy in percent. ProxylessNAS sets
+50,000, its released hold-out, for its search and its paper rows' retraining. A hold-out that leaves
+no training image is a usage error at every preset. In sample mode there is no `train/` to hold
+images out of, so no hold-out is taken whatever `valid_size` says (``split_info()`` reports
+``valid_size: None``; the smoke and cpu preset descriptions say so): the sample checks loaders and
+transforms only.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 FOLDERS = ("imagenet", "imagenet-sample")
 IMAGENET_CLASSES = 1000
+#: images of `train/` held out for validation when the recipe's `valid_size` is None
+DEFAULT_VALID_SIZE = 10_000
 
 
 def _how_to_get(data_dir: Path) -> str:
@@ -120,7 +126,7 @@ class ImagenetDataModule(L.LightningDataModule):
         self.image_size = int(recipe.extra.get("image_size", 224))
         self.eval_batch_size = int(recipe.extra.get("eval_batch_size", recipe.batch_size))
         self.num_workers = int(recipe.extra.get("num_workers", 0))
-        self.valid_size = int(recipe.extra.get("valid_size", 10_000))
+        self.valid_size = DEFAULT_VALID_SIZE if recipe.valid_size is None else recipe.valid_size
         self.split_seed = int(recipe.extra.get("split_seed", 0))
         self._indices: tuple[list[int], list[int]] | None = None
 
@@ -131,9 +137,10 @@ class ImagenetDataModule(L.LightningDataModule):
             if self.sample_mode:
                 train, valid = order, list(range(total))
             else:
-                if not 0 < self.valid_size < total:
+                if self.valid_size >= total:
                     raise UsageError(
-                        f"valid_size must be between 1 and {total - 1} images, got {self.valid_size}"
+                        f"recipe field 'valid_size' ({self.valid_size:,}) must be smaller than the {total:,} "
+                        f"images of {self.train_split}, which the hold-out is taken from"
                     )
                 train, valid = order[self.valid_size :], sorted(order[: self.valid_size])
             if self.recipe.train_subset is not None:
@@ -190,7 +197,8 @@ def _presets() -> dict[str, Preset]:
         batch_size=256,
         schedule="multistep",
         milestones=(30, 60),
-        extra={"num_workers": 8, "valid_size": 10_000},
+        valid_size=DEFAULT_VALID_SIZE,
+        extra={"num_workers": 8},
     )
     cpu = paper.replace(
         epochs=2,
@@ -200,7 +208,7 @@ def _presets() -> dict[str, Preset]:
         milestones=(),
         train_subset=1_000,
         limit_eval_batches=10,
-        extra={"num_workers": 2, "valid_size": 10_000},
+        extra={"num_workers": 2},
     )
     # Smoke runs the same transforms at 64 pixels so that a CPU fit takes seconds.
     smoke = cpu.replace(

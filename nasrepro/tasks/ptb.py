@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics import SumMetric
 
 from nasrepro.errors import DataError, UsageError
-from nasrepro.harness.recipe import Preset, TrainRecipe, build_optimizer, configure_optimizers
+from nasrepro.harness.recipe import Preset, TrainRecipe, build_optimizer, lightning_optimizers
 from nasrepro.harness.task import DataStatus, Metric, ReferenceArch, Task
 from nasrepro.tasks import TASKS
 from nasrepro.tasks.datafiles import ExpectedFile, require, status
@@ -265,7 +265,7 @@ class LanguageModelModule(L.LightningModule):
         """
         decay = self.recipe.extra.get("lr_decay")
         if decay is None:
-            return configure_optimizers(self.model.parameters(), self.recipe)
+            return lightning_optimizers(self, self.model.parameters(), self.recipe)
         start = int(self.recipe.extra.get("lr_decay_start", 0))
         optimizer = build_optimizer(self.model.parameters(), self.recipe)
         scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -280,7 +280,7 @@ def _regression_module(model: torch.nn.Module, preset: Preset) -> L.LightningMod
     from torch import nn
     from torchmetrics import MeanMetric
 
-    from nasrepro.harness.recipe import configure_optimizers
+    from nasrepro.harness.recipe import lightning_optimizers
 
     class Regression(L.LightningModule):
         def __init__(self) -> None:
@@ -313,7 +313,7 @@ def _regression_module(model: torch.nn.Module, preset: Preset) -> L.LightningMod
             self._evaluate(batch, "test")
 
         def configure_optimizers(self) -> Any:
-            return configure_optimizers(self.model.parameters(), self.recipe)
+            return lightning_optimizers(self, self.model.parameters(), self.recipe)
 
     return Regression()
 

@@ -2,10 +2,11 @@
 
 Each `PaperRow` is one row of Cai, Zhu & Han (ICLR 2019) Table 1-3 the suite can run: the search
 (method options, so the record says what was run), the cost it optimises and its target, the
-images held out for architecture steps, and the recipe the derived network is retrained with. The
-ImageNet rows follow the released code: search ``search/imagenet_arch_search.py`` (50,000 images of
-ImageNet train held out; targets ``ref_values``: mobile 80 ms), retraining
-``search/imagenet_run_exp.py`` (`RELEASED_RETRAIN`; fact sheet Sec. 3.1-3.2).
+images held out (for architecture steps, then for the retraining's validation), and the recipe the
+derived network is retrained with. The ImageNet rows follow the released code: search
+``search/imagenet_arch_search.py`` (50,000 images of ImageNet train held out; targets
+``ref_values``: mobile 80 ms), retraining ``search/imagenet_run_exp.py`` (`RELEASED_RETRAIN`, on
+the same 50,000-image hold-out; fact sheet Sec. 3.1-3.2).
 
 ``python -m nasrepro.methods.proxylessnas.paper_rows --out DIR [--dry-run]`` prints every row's exact
 command and configuration; without ``--dry-run`` it runs the rows this machine can run and names, for
@@ -62,7 +63,8 @@ class PaperRow:
     cost_kind: str
     #: the cost target (ms for latency); None: E[cost] under uniform alpha (no released target)
     ref: float | None
-    #: images held out of the train split for architecture steps
+    #: images held out of the train split (recipe ``valid_size``), for architecture steps in the
+    #: search and for validation when the derived network is retrained (``trained_recipe``)
     hold_out: int
     #: the released retraining recipe (None: none was released; the CIFAR row's Cutout is `retrain`'s)
     retrain: RetrainRecipe | None

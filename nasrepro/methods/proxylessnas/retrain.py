@@ -4,18 +4,25 @@
 that trains the derived network (`harness.method.training_preset`), at the ``paper`` preset:
 
 - **ImageNet**: the released ``search/imagenet_run_exp.py`` (fact sheet Sec. 3.2): 300 epochs,
-  batch 256, SGD Nesterov 0.9 from 0.05 with a cosine schedule, weight decay 4e-5 except on BN
-  (``--no_decay_keys bn``), label smoothing 0.1, ``distort_color strong`` = ColorJitter(0.4, 0.4,
-  0.4, 0.1) after RandomResizedCrop(224, 0.08-1) + flip, dropout 0.1 before the classifier (mobile
-  nets; the GPU net 0.3: the method option ``retrain_dropout``). BN momentum 0.1 / eps 1e-3 and the
-  he_fout initialisation are the network's own (`blocks.batch_norm`, `spaces.init_he_fout`).
+  batch 256, SGD Nesterov 0.9 from 0.05 with a cosine schedule stepped every iteration (recipe
+  schedule ``cosine-step``: ``RunConfig._calc_learning_rate`` in ``search/run_manager.py`` sets
+  0.5 lr0 (1 + cos(pi T_cur / T_total)) before each batch, T counted in batches), weight decay
+  4e-5 except on BN (``--no_decay_keys bn``), label smoothing 0.1, ``distort_color strong`` =
+  ColorJitter(0.4, 0.4, 0.4, 0.1) after RandomResizedCrop(224, 0.08-1) + flip, dropout 0.1 before
+  the classifier (mobile nets; the GPU net 0.3: the method option ``retrain_dropout``). BN momentum
+  0.1 / eps 1e-3 and the he_fout initialisation are the network's own (`blocks.batch_norm`,
+  `spaces.init_he_fout`). Validation holds 50,000 images of ImageNet train out (recipe
+  ``valid_size``), the search's hold-out: the released search saves its run settings, ``valid_size``
+  50,000 included, as ``learned_net/run.config`` (``nas_manager.py``), and ``imagenet_run_exp.py
+  --path .../learned_net`` loads that file, so a searched net retrained the released way keeps the
+  hold-out; the script's own default (None: all of ImageNet train) is what its commands for the
+  released nets use. That file's other settings are the search's (120 epochs from 0.025), which
+  the paper's 300-epoch recipe replaces; only the hold-out is taken from it [reconstruction].
 - **CIFAR-10**: no retraining recipe was released; Table 1's row is "Proxyless-G + c/o", i.e. with
   Cutout, so cutout is applied, at length 16 (DeVries & Taylor's CIFAR-10 setting; the paper gives
   none) [reconstruction]; everything else is the task's ``paper`` preset.
 
-Still different from the released retraining (README, "Deviations"): the learning rate follows
-the cosine per epoch, not per iteration, and the task holds 10,000 training images out for
-validation where the released script trains on all of ImageNet train.
+What still differs from the released retraining is listed in the README ("Deviations").
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ class RetrainRecipe:
     batch_size: int = 256
     optimizer: str = "sgd"
     lr: float = 0.05
-    schedule: str = "cosine"
+    #: the cosine annealed per iteration, as the released ``adjust_learning_rate`` (not per epoch)
+    schedule: str = "cosine-step"
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 4e-5
@@ -48,6 +56,9 @@ class RetrainRecipe:
         "RandomResizedCrop(224, scale 0.08-1) + horizontal flip + ColorJitter(0.4, 0.4, 0.4, 0.1) "
         "(released distort_color 'strong')"
     )
+    #: images of ImageNet train held out for validation: the released search's ``valid_size``, which
+    #: its ``learned_net/run.config`` carries into the retraining of the searched net
+    valid_size: int = 50_000
     bn_momentum: float = 0.1
     bn_eps: float = 1e-3
     source: str = "mit-han-lab/proxylessnas search/imagenet_run_exp.py"
@@ -57,7 +68,7 @@ class RetrainRecipe:
         the imagenet task's training transform; BN momentum/eps are the network's own."""
         fields = (
             "epochs", "batch_size", "optimizer", "lr", "schedule", "momentum", "nesterov", "weight_decay",
-            "no_decay_keys", "label_smoothing", "dropout", "color_jitter",
+            "no_decay_keys", "label_smoothing", "dropout", "color_jitter", "valid_size",
         )  # fmt: skip
         # the cosine schedule has no milestones (the task's step schedule's are cleared)
         return {name: getattr(self, name) for name in fields} | {"milestones": ()}

@@ -141,8 +141,8 @@ class SpaceSetup:
     data_task: Callable[[Task], Task]
     #: why a task cannot be searched with this family (None: it can); read after "it ..."
     refuse: Callable[[Task], str | None]
-    #: changes to the data task's recipe.extra (e.g. NB201's 25k hold-out)
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: changes to the data task's recipe fields (e.g. NB201's 25k hold-out, `valid_size`)
+    recipe_changes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _build_mbconv(
@@ -191,10 +191,11 @@ SPACE_SETUPS: dict[type, SpaceSetup] = {
 
 
 def hold_out(setup: SpaceSetup, cfg: ProxylessConfig) -> dict[str, Any]:
-    """The data task's recipe changes: the family's (NB201: 25k) with `cfg.valid_size` on top."""
+    """The data task's recipe changes: the family's (NB201: 25k) with `cfg.valid_size` on top, both
+    as the recipe's `valid_size` (recorded with the data task's recipe)."""
     if cfg.valid_size is not None and cfg.valid_size < 1:
         raise UsageError(f"valid_size must be a positive number of images, got {cfg.valid_size}")
-    return {**setup.extra, **({"valid_size": cfg.valid_size} if cfg.valid_size is not None else {})}
+    return {**setup.recipe_changes, **({"valid_size": cfg.valid_size} if cfg.valid_size is not None else {})}
 
 
 def space_setup(space: Space) -> SpaceSetup | None:
