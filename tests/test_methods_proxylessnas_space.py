@@ -23,7 +23,6 @@ from nasrepro.methods.proxylessnas.blocks import (
 )
 from nasrepro.methods.proxylessnas.released import (
     PROXYLESS_CIFAR_CELLS,
-    PROXYLESS_CIFAR_PARAMS,
     RELEASED_IMAGENET,
     TREE_OPS,
     parse_tree_cell,
@@ -295,13 +294,64 @@ def test_tree_cell_data() -> None:
         parse_tree_cell("7M DI 7M 5D 55 7X")
 
 
-def test_proxyless_cifar_params_and_forward() -> None:
+# A hand count of the released ``proxyless_cifar.config`` (han-cai/files), written from its layer
+# list and independent of the builder's modules. Facts read from that JSON: a TransitionBlock stem
+# (ConvLayer 3x3 3 -> 16 without BN, then IdentityLayer with BN 16); 54 ResidualTreeBlocks, block i of
+# inner width c: in_bottle ConvLayer 1x1 (BN over its input, no bias) 4c_{i-1} -> c, a root ConvLayer
+# 3x3 groups 2 c -> 2c (BN, ReLU, shuffle; stride 2 at blocks 19 and 37, whose shortcut is an avg
+# PoolingLayer 2x2: no parameters), a split TreeNode with has_branch_bn (one BN of c per branch),
+# 12 leaf edges, out_bottle ConvLayer 1x1 c -> 4c (BN, ReLU), final_bn over 4c; then a TransitionBlock
+# PoolingLayer avg 8 with BN over 400 and a LinearLayer 400 -> 10 with bias. A DepthConvLayer edge is
+# BN(c) + k x k depthwise + 1x1 pointwise (no bias); PoolingLayer and IdentityLayer edges have
+# use_bn false. Spot values of the JSON: blocks 1 / 18 / 19 / 54 have c = 18 / 44 / 46 / 100, block 19's
+# in_bottle is 176 -> 46, and parts of their cells read (A.edges A.child0 A.child1 B.edges B.child0
+# B.child1, codes as `TREE_OPS`) as below.
+_JSON_CELL_PARTS = {
+    0: ("7M DI 7M 5D 55", "start"),
+    17: ("7M 57 ID", "end"),
+    18: ("DM 5", "start"),
+    53: ("37", "end"),
+}
+_SEP_KERNEL = {"3": 3, "5": 5, "7": 7, "D": 3}  # D: 3x3 dilation 2, same weights as 3x3
+
+
+def _bn(c: int) -> int:
+    return 2 * c
+
+
+def _hand_count_released_cifar(cells: tuple[str, ...]) -> int:
+    # PyramidNet (Han et al. 2017) with 16 -> 16 + 84 over 54 blocks, each width rounded to nearest
+    # then down to even for the 2-group root conv; 84 i / 54 = 14 i / 9 is never a half
+    widths = [2 * (((16 * 9 + 14 * i) * 2 + 9) // 18 // 2) for i in range(1, 55)]
+    assert (widths[0], widths[17], widths[18], widths[53]) == (18, 44, 46, 100)  # the JSON's
+    total = 3 * 3 * 3 * 16 + _bn(16)  # stem
+    c_in = 16
+    for c, cell in zip(widths, cells, strict=True):
+        total += _bn(c_in) + c_in * c  # in_bottle
+        total += _bn(c) + 3 * 3 * (c // 2) * (2 * c)  # root group conv (groups 2: c/2 inputs each)
+        total += 2 * _bn(c)  # the split node's branch BNs
+        for op in cell.replace(" ", ""):
+            if op in _SEP_KERNEL:
+                total += _bn(c) + _SEP_KERNEL[op] ** 2 * c + c * c
+        total += _bn(c) + c * 4 * c  # out_bottle
+        total += _bn(4 * c)  # final_bn
+        c_in = 4 * c
+    return total + _bn(c_in) + c_in * 10 + 10  # head BN, classifier with bias
+
+
+def test_proxyless_cifar_params_equal_a_hand_count_of_the_released_config() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = proxyless_cifar()
-    count = params(model)
-    assert count == PROXYLESS_CIFAR_PARAMS
-    assert round(count / 1e6, 2) == 5.73  # the released config's count, at its stated precision
+    for block, (part, where) in _JSON_CELL_PARTS.items():
+        cell = PROXYLESS_CIFAR_CELLS[block]
+        assert cell.startswith(part) if where == "start" else cell.endswith(part)
+    expected = _hand_count_released_cifar(PROXYLESS_CIFAR_CELLS)
+    assert params(model) == expected  # exact to the integer
+    assert round(expected / 1e6, 1) == 5.7  # the paper's Table 1 (Proxyless-G + c/o: 5.7M)
+    assert round(expected / 1e6, 2) == 5.73  # the fact sheet's count of the released config
+    widths = [block.in_bottle.conv.out_channels for block in model.blocks]
+    assert [block.in_bottle.conv.in_channels for block in model.blocks][18] == 176 == 4 * widths[17]
     assert model.classifier.in_features == 400
     model.eval()
     with torch.no_grad():

@@ -29,10 +29,13 @@ shuffle, then a ``split`` node that hands each half of the channels to one branc
 a ``copy``/``add`` node whose two edges each feed a ``copy``/``add`` child with two leaf edges,
 and the branch output is ``BN(child(x_half)) + x_half``. The 12 searched edges of a cell are
 written as 6 pairs, ``A.edges A.child0 A.child1 B.edges B.child0 B.child1``; the cells differ
-block by block (`PROXYLESS_CIFAR_CELLS`). Parameter count: 5,731,530 (5.73M): equal to the fact
-sheet's count of the released config (5.73M) and the paper's 5.7M at their stated precision. That
-check cannot catch a single mis-transcribed op (swapping one separable conv for a pool moves the
-count by only ~1-20k), so the cells are a careful transcription, not a verified byte-for-byte copy.
+block by block (`PROXYLESS_CIFAR_CELLS`). Parameter count: 5,731,530 (5.73M), equal to the
+integer to a hand count of the config's layers that the tests do without these modules
+(`tests/test_methods_proxylessnas_space.py`), and to the fact sheet's 5.73M and the paper's 5.7M at
+their stated precision. The hand count reads its ops from `PROXYLESS_CIFAR_CELLS`, so it cannot
+catch a single mis-transcribed op (swapping one separable conv for a pool moves the count by only
+~1-20k): the cells are a careful transcription (parts of blocks 1, 18, 19 and 54 re-read from the JSON
+are tested), not a verified byte-for-byte copy.
 """
 
 from __future__ import annotations
@@ -379,8 +382,6 @@ PROXYLESS_CIFAR_CELLS: tuple[str, ...] = (
 )
 #: blocks (1-based) whose root conv has stride 2 and whose shortcut is 2x2 average pooling
 PROXYLESS_CIFAR_STRIDE2: tuple[int, ...] = (19, 37)
-#: our builder's parameter count; the released config's is 5.73M (fact sheet Sec. 2.3 [calc])
-PROXYLESS_CIFAR_PARAMS = 5_731_530
 
 
 def proxyless_cifar(num_classes: int = 10) -> PyramidTreeNet:
