@@ -1,4 +1,5 @@
-"""Executors: input order, per-item failures, identical results under `local` and `ray`.
+"""Executors: input order, per-item failures, identical results under `local` and `ray`; one item
+at a time (`submit` / `wait_any`) in submission order locally, in finishing order on Ray.
 
 The Ray tests share one embedded 2-CPU cluster for the whole session (`ray_executor`), since
 starting one costs seconds; they are skipped only where the optional `ray` extra is not installed.
@@ -67,6 +68,15 @@ def crash_worker(x: int) -> int:
 
 def hold_lock(lock: object, x: int) -> int:
     return x
+
+
+#: what `record_run` ran, in order (the local executor runs items in this process)
+RAN: list[int] = []
+
+
+def record_run(x: int) -> int:
+    RAN.append(x)
+    return square_or_fail(x)
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -149,7 +159,61 @@ def test_local_does_not_swallow_keyboard_interrupt(local_executor):
         local_executor.map(interrupt, [1])
 
 
+def test_local_submit_runs_nothing_until_wait_any_then_in_submission_order(local_executor):
+    """The sequential executor's completion order is deterministic: the earliest submitted of the
+    handles waited for, whatever order they are passed in; each result is its own item's."""
+    RAN.clear()
+    handles = [local_executor.submit(record_run, x) for x in (4, 2, 5)]
+    assert RAN == [] and [h.number for h in handles] == [0, 1, 2]
+    pending = list(reversed(handles))
+    done = []
+    while pending:
+        handle, result = local_executor.wait_any(pending)
+        pending.remove(handle)
+        done.append((handle.number, result))
+    assert done == [(0, 16), (1, 4), (2, 25)] and RAN == [4, 2, 5]
+    later = local_executor.submit(record_run, 1)
+    assert later.number == 3 and local_executor.wait_any([later]) == (later, 1)
+
+
+def test_local_wait_any_returns_failures_like_map(local_executor):
+    handles = [local_executor.submit(square_or_fail, x) for x in (3, 2)]
+    failed, result = local_executor.wait_any(handles)
+    assert failed is handles[0] and result == local_executor.map(square_or_fail, [3])[0]
+    assert is_failure(result) and result == Failure("ValueError", "item 3 is refused | on purpose")
+    assert local_executor.wait_any(handles[1:]) == (handles[1], 4)
+
+
+def test_wait_any_refuses_returned_handles_and_nothing(local_executor):
+    handle = local_executor.submit(square_or_fail, 2)
+    assert local_executor.wait_any([handle])[1] == 4
+    with pytest.raises(UsageError, match="not a pending handle"):
+        local_executor.wait_any([handle])
+    with pytest.raises(UsageError, match="at least one"):
+        local_executor.wait_any([])
+
+
 # --- ray executor ---------------------------------------------------------------------------------
+
+
+def test_ray_wait_any_returns_whichever_finishes_first(ray_executor, local_executor):
+    """`ray.wait(num_returns=1)`: the quick item comes back before the slow one submitted before it,
+    a failing item comes back as the same `Failure` as locally, and nothing is returned twice."""
+    slow = ray_executor.submit(sleep_then_echo, (0, 1.5))
+    quick = ray_executor.submit(sleep_then_echo, (1, 0.0))
+    failing = ray_executor.submit(square_or_fail, 3)
+    order, results = [], {}
+    pending = [slow, quick, failing]
+    while pending:
+        handle, result = ray_executor.wait_any(pending)
+        pending.remove(handle)
+        order.append(handle)
+        results[handle.number] = result
+    assert order[-1] is slow and set(order) == {slow, quick, failing}
+    assert results[quick.number] == 1 and results[slow.number] == 0
+    assert results[failing.number] == local_executor.map(square_or_fail, [3])[0]
+    with pytest.raises(UsageError, match="not a pending handle"):
+        ray_executor.wait_any([quick])
 
 
 def test_ray_keeps_input_order_when_items_finish_out_of_order(ray_executor):

@@ -61,8 +61,10 @@ def build_evaluator(
     req: SearchRequest, resolved: Resolved, artifacts: Path, listeners: list[Listener], executor: Any
 ) -> Evaluator:
     task, space = resolved.task, resolved.space
-    if task.kind == "table":
-        return TableEvaluator(task, space, budget=resolved.budget, reward=req.reward, listeners=listeners)
+    if task.kind == "table":  # look-ups run here; `workers` is what asynchronous methods keep in flight
+        return TableEvaluator(
+            task, space, budget=resolved.budget, reward=req.reward, listeners=listeners, workers=req.workers
+        )
     return TrainEvaluator(
         task,
         space,
@@ -116,7 +118,7 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
     executor = make_executor(req, task)
     try:
         evaluator = build_evaluator(req, resolved, checkpoint.artifacts_dir, listeners, executor)
-        evaluator.resume_from(replay)
+        evaluator.resume_from(replay, checkpoint.in_flight)
         run = Run(
             task=task,
             space=space,

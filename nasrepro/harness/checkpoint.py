@@ -10,6 +10,12 @@ repeated, and the final record equals an uninterrupted run's. A method whose rep
 different architecture than the checkpoint recorded has diverged, which is reported, never
 silently mixed. Methods with state too costly to rebuild (a trained supernet) additionally keep
 Lightning checkpoints in `artifacts_dir`.
+
+An asynchronous search (`Evaluator.submit` / `wait_any`) also has evaluations in flight when it is
+killed. The checkpoint records their keys (``in_flight``): the replayed method submits them again,
+they are evaluated once more (their first attempt died with the process) and nothing the
+checkpoint answered is evaluated again; the history keeps the order answers arrived in, and the replay hands them back in
+that order, so a search whose completion order was not deterministic (Ray) resumes exactly.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class SearchCheckpoint:
         self._last_save = time.monotonic()
         self.elapsed_before = 0.0  # wall seconds spent by earlier, interrupted attempts
         self.resumed = False  # True once `load()` has read an earlier attempt's state
+        self.in_flight: list[str] = []  # keys the earlier attempt had submitted, not received
         self._started = time.monotonic()
 
     @property
@@ -47,6 +54,7 @@ class SearchCheckpoint:
         try:
             state = json.loads(self.path.read_text())
             queries = [Query(**q) for q in state["history"]]
+            in_flight = [str(key) for key in state.get("in_flight", [])]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DataError(
                 f"checkpoint {self.path} is corrupt ({err}); delete it to restart this seed"
@@ -67,6 +75,7 @@ class SearchCheckpoint:
             )
         self.elapsed_before = float(state.get("wall_seconds", 0.0))
         self.resumed = True
+        self.in_flight = in_flight
         return queries
 
     def elapsed(self) -> float:
@@ -78,6 +87,7 @@ class SearchCheckpoint:
             "fingerprint": self.fingerprint,
             "wall_seconds": self.elapsed(),
             "history": [q.to_dict() for q in evaluator.history],
+            "in_flight": evaluator.in_flight,
         }
         atomic_write_text(self.path, json.dumps(state, allow_nan=False))
         self._last_save = time.monotonic()

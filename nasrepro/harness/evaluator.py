@@ -11,6 +11,13 @@ and charge every query the same way, so methods compare on equal budgets (issue 
 
 The method's own compute (controller updates, GP fits, predictor training) is not a query cost:
 the runner records it separately as ``method_overhead_seconds``.
+
+Asynchronous searches (NASBOT's scheduler, Kandasamy et al. 2018, fact sheet `nasbot.md` §4.1: k
+evaluations in flight, a new proposal as soon as one finishes) use `submit` / `wait_any` instead of `query`: each answer
+is booked when `wait_any` returns it, so the history is in completion order and every rule above
+(unique queries, budget, duplicates, charged cost) holds unchanged. An answer's ``wall_seconds``
+is then the time the search waited for it, so a search's charged wall time and its own overhead
+still add up to its wall time, as with `query_many`'s shared-out batches.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,6 +82,30 @@ class Outcome:
 Listener = Callable[["Evaluator", Query], None]
 
 
+@dataclass(frozen=True)
+class Ticket:
+    """One architecture handed to `Evaluator.submit`; a later `wait_any` returns its `Query`.
+
+    `number` counts the evaluator's submissions from 0; `key` is the architecture's cache key,
+    i.e. the `arch` of the query that answers it.
+    """
+
+    number: int
+    key: str
+
+
+@dataclass
+class _Flight:
+    """One unique architecture submitted and not yet booked, with every ticket waiting for it."""
+
+    arch: Arch  # canonical
+    tickets: list[Ticket]
+    #: the executor's handle; None = evaluated in this process when `wait_any` reaches it
+    handle: Any = None
+    #: answered by the checkpoint of an interrupted run, not evaluated again
+    replayed: bool = False
+
+
 class Evaluator(ABC):
     """Answers queries, deduplicates them, enforces the budget and keeps the history.
 
@@ -92,6 +124,11 @@ class Evaluator(ABC):
         "duplicates",
         "_duplicate_streak",
         "_replay",
+        "_replay_in_flight",
+        "_flights",
+        "_ready",
+        "_tickets",
+        "executor",
         "listeners",
     )
 
@@ -118,6 +155,15 @@ class Evaluator(ABC):
         self._duplicate_streak = 0
         #: answers of an interrupted run, replayed instead of re-evaluated (see harness/checkpoint.py)
         self._replay: dict[str, Query] = {}
+        #: what that run had in flight when its checkpoint was written (`submit` may ask for these)
+        self._replay_in_flight: frozenset[str] = frozenset()
+        #: submitted, not yet booked, in submission order (`submit` / `wait_any`)
+        self._flights: dict[str, _Flight] = {}
+        #: answered tickets not yet returned by `wait_any` (duplicates of other tickets)
+        self._ready: deque[tuple[Ticket, Query]] = deque()
+        self._tickets = 0
+        #: where `submit` starts evaluations (subclasses that have one set it); None = here
+        self.executor: Executor | None = None
         self.listeners = tuple(listeners)
 
     # --- budget --------------------------------------------------------------------------------
@@ -127,7 +173,8 @@ class Evaluator(ABC):
 
     @property
     def remaining(self) -> float:
-        return math.inf if self.budget is None else self.budget - self.n_queries
+        """Unique queries still allowed: the budget less those booked and those in flight."""
+        return math.inf if self.budget is None else self.budget - self.n_queries - len(self._flights)
 
     @property
     def exhausted(self) -> bool:
@@ -159,30 +206,156 @@ class Evaluator(ABC):
         """The evaluation of `arch`; a repeated (or isomorphic) architecture is free."""
         key = self.space.key(arch)
         if key in self._cache:
-            self.duplicates += 1
-            self._duplicate_streak += 1
-            if self._duplicate_streak > MAX_DUPLICATE_STREAK:
-                raise NasreproError(
-                    f"{MAX_DUPLICATE_STREAK} duplicate queries in a row: the method is stuck or the "
-                    f"space ({self.space.size()} architectures) is exhausted"
-                )
+            self._count_duplicate()
             return self._cache[key]
-        if self.exhausted:
-            raise BudgetExhausted(f"budget of {self.budget} unique queries is spent")
-        self._duplicate_streak = 0
+        self._refuse_in_flight(key)
+        self._admit()
         if key in self._replay:
             return self._replay_one(key)
         if self._replay:
             raise NasreproError(
                 f"resumed search diverged: query {len(self.history)} is {key}, but the checkpoint recorded "
-                f"{min(self._replay.values(), key=lambda q: q.index).arch}; the method is not deterministic"
+                f"{self._next_replayed().arch}; the method is not deterministic"
             )
+        return self._evaluate_here(key, self.space.canonical(arch))
+
+    def _count_duplicate(self) -> None:
+        self.duplicates += 1
+        self._duplicate_streak += 1
+        if self._duplicate_streak > MAX_DUPLICATE_STREAK:
+            raise NasreproError(
+                f"{MAX_DUPLICATE_STREAK} duplicate queries in a row: the method is stuck or the "
+                f"space ({self.space.size()} architectures) is exhausted"
+            )
+
+    def _admit(self) -> None:
+        """A new unique query is about to start: check the budget, end the duplicate streak."""
+        if self.exhausted:
+            raise BudgetExhausted(f"budget of {self.budget} unique queries is spent")
+        self._duplicate_streak = 0
+
+    def _refuse_in_flight(self, key: str) -> None:
+        if key in self._flights:
+            raise UsageError(f"{key} is in flight (submitted); collect its answer with wait_any()")
+
+    def _next_replayed(self) -> Query:
+        """The earliest answer of the checkpoint not yet replayed."""
+        return min(self._replay.values(), key=lambda q: q.index)
+
+    def _evaluate_here(self, key: str, arch: Arch) -> Query:
+        """Evaluate the canonical `arch` in this process and book it (a failure is booked too)."""
         start = time.perf_counter()
         try:
-            outcome, status, reason = self._evaluate(self.space.canonical(arch)), "ok", ""
+            outcome, status, reason = self._evaluate(arch), "ok", ""
         except EvaluationFailed as failure:
             outcome, status, reason = None, "failed", str(failure)
         return self._book(key, outcome, status, reason, time.perf_counter() - start)
+
+    def _book_result(self, key: str, result: Any, wall: float) -> Query:
+        """Book what an executor returned for `key`: its result, or the `Failure` it raised."""
+        from nasrepro.harness.executors import is_failure
+
+        if is_failure(result):
+            return self._book(key, None, "failed", f"{result.error_type}: {result.message}", wall)
+        return self._book(key, self._outcome_of(result), "ok", "", wall)
+
+    def _outcome_of(self, result: Any) -> Outcome:
+        """The `Outcome` in what this evaluator's executor job (`_start`) returned."""
+        raise NotImplementedError(f"{type(self).__name__} runs no executor jobs")
+
+    # --- asynchronous queries ------------------------------------------------------------------
+    @property
+    def workers(self) -> int:
+        """How many architectures an asynchronous search should keep in flight (`submit`)."""
+        return 1
+
+    @property
+    def in_flight(self) -> list[str]:
+        """Keys of the architectures submitted and not yet answered, in submission order."""
+        return list(self._flights)
+
+    def submit(self, arch: Arch) -> Ticket:
+        """Start evaluating `arch`; `wait_any` later returns its `Query`.
+
+        An answered (or isomorphic) architecture is a free duplicate, as with `query`, and so is
+        one already in flight: its ticket is answered by that evaluation. A new architecture counts
+        against the budget from now on (`remaining`), so `BudgetExhausted` is raised here, not
+        when it is answered. Where it runs is the evaluator's: on its executor when it has one,
+        else in this process when `wait_any` reaches it (in submission order).
+        """
+        key = self.space.key(arch)
+        if key in self._cache:
+            self._count_duplicate()
+            ticket = self._ticket(key)
+            self._ready.append((ticket, self._cache[key]))
+            return ticket
+        if key in self._flights:
+            self._count_duplicate()
+            ticket = self._ticket(key)
+            self._flights[key].tickets.append(ticket)
+            return ticket
+        self._admit()
+        canonical = self.space.canonical(arch)
+        if key in self._replay:
+            flight = _Flight(canonical, [], replayed=True)
+        elif self._replay and key not in self._replay_in_flight:
+            raise NasreproError(
+                f"resumed search diverged: it submitted {key}, which the checkpoint neither answered nor "
+                "had in flight; the method is not deterministic"
+            )
+        else:  # new, or in flight when the interrupted run stopped: evaluated (again) now
+            flight = _Flight(canonical, [], handle=self._start(canonical))
+        ticket = self._ticket(key)
+        flight.tickets.append(ticket)
+        self._flights[key] = flight
+        return ticket
+
+    def _ticket(self, key: str) -> Ticket:
+        ticket = Ticket(self._tickets, key)
+        self._tickets += 1
+        return ticket
+
+    def _start(self, arch: Arch) -> Any:
+        """Start evaluating the canonical `arch` elsewhere and return the executor's handle, or
+        None to evaluate it in this process when `wait_any` reaches it (the default)."""
+        return None
+
+    def wait_any(self) -> Query:
+        """The next answer among the submitted architectures, booked now (completion order).
+
+        Answers to duplicate tickets come first, then the next evaluation to finish: on an executor
+        whichever it reports first, in this process the earliest submitted. When resuming, the
+        interrupted run's answers come back in the order it received them, without evaluating
+        anything, and the architectures it had in flight are evaluated once more.
+        """
+        if self._ready:
+            return self._ready.popleft()[1]
+        if not self._flights:
+            raise UsageError("wait_any() with nothing in flight: submit an architecture first")
+        if self._replay:
+            key = self._next_replayed().arch
+            if key not in self._flights:
+                raise NasreproError(
+                    f"resumed search diverged: the checkpoint's query {len(self.history)} is {key}, "
+                    "which the method has not submitted; the method is not deterministic"
+                )
+            return self._answer(self._flights.pop(key), self._replay_one(key))
+        here = [key for key, flight in self._flights.items() if flight.handle is None]
+        if here:
+            flight = self._flights.pop(here[0])
+            return self._answer(flight, self._evaluate_here(here[0], flight.arch))
+        assert self.executor is not None  # only an executor hands out handles (`_start`)
+        start = time.perf_counter()
+        keys = {id(flight.handle): key for key, flight in self._flights.items()}
+        handle, result = self.executor.wait_any([flight.handle for flight in self._flights.values()])
+        key = keys[id(handle)]
+        flight = self._flights.pop(key)  # no longer in flight when the listeners see the answer
+        return self._answer(flight, self._book_result(key, result, time.perf_counter() - start))
+
+    def _answer(self, flight: _Flight, query: Query) -> Query:
+        """`query` for the flight's first ticket; its duplicate tickets are answered next."""
+        self._ready.extend((ticket, query) for ticket in flight.tickets[1:])
+        return query
 
     def _book(self, key: str, outcome: Outcome | None, status: str, reason: str, wall: float) -> Query:
         """Append one new evaluation to the history (and the checkpoint)."""
@@ -210,9 +383,15 @@ class Evaluator(ABC):
             listener(self, query)
         return query
 
-    def resume_from(self, queries: list[Query]) -> None:
-        """Answer these queries from the checkpoint when the replayed method asks for them again."""
+    def resume_from(self, queries: list[Query], in_flight: Iterable[str] = ()) -> None:
+        """Answer these queries from the checkpoint when the replayed method asks for them again.
+
+        `in_flight` are the keys the interrupted run had submitted but not received: while the
+        replay lasts, the method may submit only these (they are evaluated again, once) or
+        architectures the checkpoint answered; anything else means it has diverged.
+        """
         self._replay = {q.arch: q for q in queries}
+        self._replay_in_flight = frozenset(in_flight)
 
     def _replay_one(self, key: str) -> Query:
         query = self._replay.pop(key)
@@ -262,7 +441,11 @@ class Evaluator(ABC):
 
     # --- resumption ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"history": [q.to_dict() for q in self.history], "duplicates": self.duplicates}
+        return {
+            "history": [q.to_dict() for q in self.history],
+            "duplicates": self.duplicates,
+            "in_flight": self.in_flight,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = [Query(**q) for q in state["history"]]
@@ -297,14 +480,53 @@ class TableEvaluator(Evaluator):
     where it has one (NAS-Bench-201 with the official times), else its cost is unknown (None:
     NAS-Bench-Graph, our NB201 CSVs) and searches compare by unique queries. The look-up's wall
     time is recorded in ``wall_seconds`` but never charged: it measures this machine, not the
-    benchmark (issue 16 item 3)."""
+    benchmark (issue 16 item 3).
 
-    __slots__ = ("table",)
+    For asynchronous searches (`submit` / `wait_any`) a table simulates `workers` evaluations in
+    flight: each is looked up when `wait_any` reaches it, in submission order, i.e. workers that
+    all take the same time, so the search stays deterministic. With an `executor` the look-ups run
+    on it instead and come back in the order it reports (on Ray: whichever finishes first). The
+    runner gives a table no executor: a look-up costs less than shipping it to a worker.
+    """
 
-    def __init__(self, task: Task, space: Space, *args: Any, **kwargs: Any) -> None:
-        """As `Evaluator`; the table is the task's (loaded once by the task, shared by searches)."""
+    __slots__ = ("table", "_workers", "_job")
+
+    def __init__(
+        self,
+        task: Task,
+        space: Space,
+        *args: Any,
+        executor: Executor | None = None,
+        workers: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """As `Evaluator`; the table is the task's (loaded once by the task, shared by searches).
+        `workers` (default 1, or the executor's) is what `Evaluator.workers` reports."""
         super().__init__(task, space, *args, **kwargs)
         self.table = task.table()  # type: ignore[attr-defined]
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise UsageError(f"workers must be a positive integer, got {workers!r}")
+        self.executor = executor
+        self._workers = workers if workers is not None else executor.workers if executor is not None else 1
+        self._job: Any = None
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def _start(self, arch: Arch) -> Any:
+        if self.executor is None:
+            return None
+        if self._job is None:  # one function object, so Ray stores the table once
+            from functools import partial
+
+            from nasrepro.harness.executors.jobs import table_lookup
+
+            self._job = partial(table_lookup, self.table, self.space)
+        return self.executor.submit(self._job, str(arch))
+
+    def _outcome_of(self, result: Any) -> Outcome:
+        return Outcome(**result)
 
     @property
     def cost_model(self) -> str:  # type: ignore[override]
@@ -332,7 +554,7 @@ class TrainEvaluator(Evaluator):
     every training -- in this process or on an executor's worker -- uses the one object.
     """
 
-    __slots__ = ("preset", "seed", "data_dir", "trainer_kwargs", "executor", "warm_start")
+    __slots__ = ("preset", "seed", "data_dir", "trainer_kwargs", "warm_start", "_job")
     cost_model = "wall-clock seconds of our own training and evaluation of each architecture"
 
     def __init__(
@@ -359,61 +581,78 @@ class TrainEvaluator(Evaluator):
         self.executor = executor
         #: parameter sharing between evaluations (see `WarmStart`); None trains from scratch
         self.warm_start = warm_start
+        self._job: Any = None
 
     @property
     def batch_size(self) -> int:
         return self.executor.workers if self.executor is not None else 1
 
+    @property
+    def workers(self) -> int:
+        """The executor's workers; 1 without one, or with a warm start (it trains in this process,
+        in order, since each fit may inherit from the ones before)."""
+        return self.executor.workers if self._on_executor else 1
+
+    @property
+    def _on_executor(self) -> bool:
+        return self.executor is not None and self.warm_start is None
+
+    def _remote_job(self) -> Any:
+        """The picklable training job of this evaluator, built once (Ray stores it once)."""
+        if self._job is None:
+            from functools import partial
+
+            from nasrepro.harness.executors.jobs import train_evaluation
+
+            self._job = _call_with_arch(
+                partial(
+                    train_evaluation,
+                    self.task,
+                    self.space,
+                    preset=self.preset,
+                    seed=self.seed,
+                    data_dir=self.data_dir,
+                )
+            )
+        return self._job
+
+    def _start(self, arch: Arch) -> Any:
+        return self.executor.submit(self._remote_job(), str(arch)) if self._on_executor else None  # type: ignore[union-attr]
+
+    def _outcome_of(self, result: Any) -> Outcome:
+        return Outcome(
+            val=result["val"],
+            test=result["test"],
+            cost_seconds=0.0,
+            metrics={
+                "params": float(result["params"]),
+                "train_seconds": result["train_seconds"],
+                "epochs": float(result["epochs"]),
+            },
+        )
+
     def query_many(self, archs: Iterable[Arch]) -> list[Query]:
         """Train the new architectures among `archs` concurrently on the executor, then book every
         answer in input order, so the history is the same as sequential queries would give."""
         archs = list(archs)
-        if self.executor is None or self.warm_start is not None or self.replaying or len(archs) < 2:
+        if not self._on_executor or self.replaying or len(archs) < 2:
             return super().query_many(archs)
-        from functools import partial
-
-        from nasrepro.harness.executors import is_failure
-        from nasrepro.harness.executors.jobs import train_evaluation
-
         new: dict[str, Arch] = {}
         for arch in archs:
             key = self.space.key(arch)
+            self._refuse_in_flight(key)
             if key not in self._cache and key not in new and len(new) < self.remaining:
                 new[key] = self.space.canonical(arch)
-        job = partial(
-            train_evaluation,
-            self.task,
-            self.space,
-            preset=self.preset,
-            seed=self.seed,
-            data_dir=self.data_dir,
-        )
         start = time.perf_counter()
         results = dict(
-            zip(new, self.executor.map(_call_with_arch(job), [str(a) for a in new.values()]), strict=True)
+            zip(new, self.executor.map(self._remote_job(), [str(a) for a in new.values()]), strict=True)  # type: ignore[union-attr]
         )
         wall = (time.perf_counter() - start) / max(len(new), 1)  # the batch's time, shared out
         out = []
         for arch in archs:
             key = self.space.key(arch)
             if key in results:
-                result = results.pop(key)
-                if is_failure(result):
-                    out.append(
-                        self._book(key, None, "failed", f"{result.error_type}: {result.message}", wall)
-                    )
-                else:
-                    outcome = Outcome(
-                        val=result["val"],
-                        test=result["test"],
-                        cost_seconds=0.0,
-                        metrics={
-                            "params": float(result["params"]),
-                            "train_seconds": result["train_seconds"],
-                            "epochs": float(result["epochs"]),
-                        },
-                    )
-                    out.append(self._book(key, outcome, "ok", "", wall))
+                out.append(self._book_result(key, results.pop(key), wall))
             elif key in self._cache:
                 out.append(self.query(arch))
         return out

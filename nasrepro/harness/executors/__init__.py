@@ -7,6 +7,8 @@
     job = partial(train_evaluation, task, None, preset=task.preset("cpu"), seed=0, data_dir=root)
     with get_executor("ray", workers=2) as executor:
         results = executor.map(job, ["gcn", "0,1,2,3:gcn,gat,fc,gin"])   # input order; Failure on error
+        handles = [executor.submit(job, arch) for arch in ("gcn", "gat")]  # asynchronous schedulers:
+        handle, result = executor.wait_any(handles)                        # whichever finishes first
 
 `local` (the default) runs items one after another in this process; `ray` runs each item as a Ray
 task on an embedded cluster, or on the cluster at `RAY_ADDRESS`.
@@ -14,7 +16,7 @@ task on an embedded cluster, or on the cluster at `RAY_ADDRESS`.
 
 from __future__ import annotations
 
-from nasrepro.harness.executors.base import THREADS_ENV, Executor, Failure, is_failure, run_item
+from nasrepro.harness.executors.base import THREADS_ENV, Executor, Failure, Handle, is_failure, run_item
 from nasrepro.harness.executors.local import LocalExecutor
 from nasrepro.harness.executors.ray_executor import RayExecutor
 from nasrepro.registry import Registry
@@ -38,6 +40,7 @@ __all__ = [
     "THREADS_ENV",
     "Executor",
     "Failure",
+    "Handle",
     "LocalExecutor",
     "RayExecutor",
     "executor_names",

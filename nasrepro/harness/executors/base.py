@@ -1,10 +1,14 @@
 """The executor contract: run one picklable function on many items, results in input order.
 
-Searches that can propose several architectures at once (NASBOT's asynchronous workers, NAO's
-batches, the baselines' populations) hand the batch to an executor. An executor never decides
-*what* is computed -- every evaluation seeds itself from its own arguments -- so which executor
-ran a batch, and in what order its items finished, cannot change a result (DESIGN.md, "Where its
-users outgrow one machine").
+Searches that can propose several architectures at once (NAO's batches, the baselines'
+populations) hand the batch to an executor (`map`). An executor never decides *what* is computed --
+every evaluation seeds itself from its own arguments -- so which executor ran a batch, and in what
+order its items finished, cannot change a result (DESIGN.md, "Where its users outgrow one machine").
+
+Asynchronous searches (NASBOT's scheduler, Kandasamy et al. 2018: a new network is proposed as
+soon as *one* worker is free; fact sheet `nasbot.md` §4.1, code ``mode='asy'``) instead `submit`
+items one at a time and `wait_any` for the next to finish. There the completion order is the
+executor's: submission order for the sequential executors, the order the workers finish on Ray.
 
 An exception inside one item must not lose the batch: it comes back as a `Failure` in that item's
 place, and the caller records that evaluation as failed and goes on.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import os
 import traceback as tb
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -53,6 +57,27 @@ class Failure:
 
     def __str__(self) -> str:
         return f"{self.error_type}: {self.message}"
+
+
+@dataclass(eq=False)
+class Handle:
+    """One item submitted to an executor (`Executor.submit`), until `wait_any` returns it.
+
+    `number` counts the executor's submissions from 0 (the sequential executors complete items in
+    this order). What else a handle holds is the executor's business: the function and item a
+    sequential executor runs when waited for, a Ray object reference, or an answer known at
+    submission (an item that could not even be sent is a `Failure` at once).
+    """
+
+    number: int
+    fn: Callable[[Any], Any] | None = field(default=None, repr=False)
+    item: Any = field(default=None, repr=False)
+    ref: Any = field(default=None, repr=False)
+    #: set when the answer is known before anyone waits (see `resolved`)
+    answer: Any = field(default=None, repr=False)
+    resolved: bool = False
+    #: True once `wait_any` returned this handle: it cannot be waited for again
+    done: bool = False
 
 
 def is_failure(result: object) -> bool:
@@ -115,6 +140,7 @@ class Executor(ABC):
         self.workers = workers
         self.cpus_per_task = float(cpus_per_task)
         self.gpus_per_task = float(gpus_per_task)
+        self._submitted = 0  # handles numbered in submission order (`submit`)
 
     @property
     def threads(self) -> int:
@@ -130,6 +156,50 @@ class Executor(ABC):
         batch, e.g. ``partial(train_evaluation, task, None, preset=task.preset("cpu"), seed=0, data_dir=root)``
         over architecture strings.
         """
+
+    # --- one item at a time (asynchronous schedulers) -------------------------------------------
+    def submit(self, fn: Callable[[T], R], item: T) -> Handle:
+        """Start `fn(item)` (or queue it) and return its handle at once; `wait_any` gives its result.
+
+        The same picklability rules as `map` hold. This default is sequential and lazy: nothing runs
+        until `wait_any`, which runs the earliest submitted of the handles it is given through `map`,
+        so any executor that implements `map` also schedules asynchronously, with a deterministic
+        completion order (submission order). Parallel executors override both methods.
+        """
+        return Handle(self._next_handle_number(), fn=fn, item=item)
+
+    def wait_any(self, handles: Sequence[Handle]) -> tuple[Handle, Any]:
+        """Block until one of `handles` has finished; return it with its result (or `Failure`).
+
+        Each handle is returned exactly once; waiting again for a returned handle is a
+        `UsageError`. Which handle comes back is the executor's completion order (see `submit`).
+        """
+        handle = self._first_resolved(handles)
+        if handle is None:
+            handle = min(handles, key=lambda h: h.number)
+            handle.answer, handle.resolved = self.map(handle.fn, [handle.item])[0], True
+        return self._deliver(handle)
+
+    def _next_handle_number(self) -> int:
+        number, self._submitted = self._submitted, self._submitted + 1
+        return number
+
+    @staticmethod
+    def _first_resolved(handles: Sequence[Handle]) -> Handle | None:
+        """Check `handles` and return the earliest one whose answer is already known, if any."""
+        if not handles:
+            raise UsageError("wait_any needs at least one submitted handle")
+        for handle in handles:
+            if not isinstance(handle, Handle) or handle.done:
+                raise UsageError(f"{handle!r} is not a pending handle of this executor")
+        ready = [h for h in handles if h.resolved]
+        return min(ready, key=lambda h: h.number) if ready else None
+
+    @staticmethod
+    def _deliver(handle: Handle) -> tuple[Handle, Any]:
+        answer = handle.answer
+        handle.done, handle.answer, handle.fn, handle.item, handle.ref = True, None, None, None, None
+        return handle, answer
 
     def close(self) -> None:  # noqa: B027 -- optional hook: most executors hold nothing
         """Release what this executor started (idempotent)."""

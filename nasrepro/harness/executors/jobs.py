@@ -88,3 +88,18 @@ def train_evaluation(
         task, model, chosen, seed, data_dir, build=lambda: network_for(task, space, arch, preset)[0]
     )
     return {**result, "params": params}
+
+
+def table_lookup(table: Any, space: Space, arch: str) -> dict[str, Any]:
+    """Look `arch` (a canonical architecture string of `space`) up in a benchmark `table`.
+
+    What `TableEvaluator` runs on an executor when it has one (see its docstring): the fields of an
+    `Outcome`, so the evaluator books a look-up made on a worker exactly as one made here.
+    """
+    entry = table.lookup(space.parse(arch))
+    return {
+        "val": entry.val,
+        "test": entry.test,
+        "cost_seconds": entry.train_seconds,
+        "metrics": dict(entry.metrics),
+    }

@@ -14,6 +14,10 @@ class LocalExecutor(Executor):
     Each item runs under the same thread limit a Ray task would get (`cpus_per_task` threads), so a
     batch gives bit-identical results under both executors; pass ``cpus_per_task=os.cpu_count()``
     to let a lone evaluation use every core instead.
+
+    `submit` only queues an item; `wait_any` runs the earliest submitted of the handles it is given
+    and returns it (the contract's default), so an asynchronous search completes its evaluations in
+    submission order and is as deterministic here as a sequential one.
     """
 
     name = "local"

@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.executors.base import Executor, Failure, R, T, run_item
+from nasrepro.harness.executors.base import Executor, Failure, Handle, R, T, run_item
 
 INSTALL_HINT = "install ray: pip install 'nasrepro[ray]'"
 #: Ray's switch that makes a node advertise the loopback address instead of a routable one.
@@ -79,6 +79,10 @@ class RayExecutor(Executor):
     process is already connected to Ray, that connection is used and left open. At most `workers`
     items are in flight at once. Items are never retried: a crashed worker is a `Failure` like an
     exception, since a deterministic evaluation that crashed once would crash again.
+
+    `submit` starts a Ray task at once (more than `workers` of them wait in Ray's queue) and
+    `wait_any` returns whichever of the given tasks Ray reports finished first (`ray.wait` with
+    ``num_returns=1``): the real completion order, which varies from run to run.
     """
 
     name = "ray"
@@ -100,6 +104,9 @@ class RayExecutor(Executor):
         self._remote = ray.remote(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=0)(
             run_item
         )
+        #: functions already in Ray's object store, by id (the function is kept so its id stays its
+        #: own): an asynchronous search submits the same job for every architecture
+        self._functions: dict[int, tuple[Any, Any]] = {}
 
     def _check_resources(self) -> None:
         """Refuse tasks no node can run: Ray would otherwise queue them forever."""
@@ -114,16 +121,20 @@ class RayExecutor(Executor):
                     f"lower the per-task {resource} request or add nodes with `ray start`"
                 )
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R | Failure]:
-        ray = self._ray
-        items = list(items)
+    def _put(self, fn: Callable[..., Any]) -> Any:
+        """`fn` in the object store, or a `UsageError` saying it must be picklable."""
         try:
-            fn_ref = ray.put(fn)
+            return self._ray.put(fn)
         except Exception as exc:
             raise UsageError(
                 f"cannot send {fn!r} to Ray workers ({type(exc).__name__}: {exc}); "
                 "pass a picklable top-level function"
             ) from None
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R | Failure]:
+        ray = self._ray
+        items = list(items)
+        fn_ref = self._put(fn)
         results: list[Any] = [None] * len(items)
         pending: dict[Any, int] = {}
         submitted = 0
@@ -145,6 +156,26 @@ class RayExecutor(Executor):
                 ray.cancel(ref, force=True)
             raise
         return results
+
+    def submit(self, fn: Callable[[T], R], item: T) -> Handle:
+        stored = self._functions.get(id(fn))
+        if stored is None or stored[0] is not fn:
+            stored = self._functions[id(fn)] = (fn, self._put(fn))
+        handle = Handle(self._next_handle_number())
+        try:
+            handle.ref = self._remote.remote(stored[1], item, self.threads)
+        except Exception as exc:  # the item itself could not be serialised: answered at once
+            handle.answer, handle.resolved = Failure.from_exception(exc), True
+        return handle
+
+    def wait_any(self, handles: Sequence[Handle]) -> tuple[Handle, Any]:
+        handle = self._first_resolved(handles)
+        if handle is None:
+            by_ref = {h.ref: h for h in handles}
+            ready, _ = self._ray.wait(list(by_ref), num_returns=1)
+            handle = by_ref[ready[0]]
+            handle.answer, handle.resolved = self._fetch(handle.ref), True
+        return self._deliver(handle)
 
     def _fetch(self, ref: Any) -> Any:
         """The task's value; a task that died or could not start becomes a `Failure`."""
