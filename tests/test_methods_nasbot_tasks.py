@@ -150,8 +150,9 @@ def test_nasbot_finds_a_planted_winner_faster_than_chance() -> None:
 
 
 def test_batches_of_two_never_repeat_and_survive_failures() -> None:
-    """With two evaluation slots NASBOT proposes two networks per batch (the second with the first
-    pending); no network is evaluated twice and failed evaluations are recorded, never retried."""
+    """With two evaluation slots the synchronous batch scheduler proposes two networks per batch
+    (the second with the first pending); no network is evaluated twice and failed evaluations are
+    recorded, never retried. (The asynchronous scheduler: test_methods_nasbot_async.py.)"""
     from nasrepro.errors import EvaluationFailed
     from nasrepro.harness.evaluator import Evaluator, Outcome
     from nasrepro.harness.recipe import Preset, TrainRecipe
@@ -179,6 +180,10 @@ def test_batches_of_two_never_repeat_and_survive_failures() -> None:
         def batch_size(self) -> int:
             return 2
 
+        @property
+        def workers(self) -> int:
+            return 2
+
         def query_many(self, archs):
             batches.append(len(list(archs)))
             return super().query_many(archs)
@@ -190,9 +195,11 @@ def test_batches_of_two_never_repeat_and_survive_failures() -> None:
 
     evaluator = TwoSlots(Synthetic(), space, budget=16)
     run = run_of(evaluator, seed=3, preset_name="smoke")
-    result = NASBOT({"init_evals": 4, "hp_samples": 200, "acq_min": 10, "acq_max": 20}).search(run)
+    options = {"init_evals": 4, "hp_samples": 200, "acq_min": 10, "acq_max": 20, "scheduler": "batch"}
+    result = NASBOT(options).search(run)
     keys = [q.arch for q in evaluator.history]
     assert len(keys) == len(set(keys)) == 16 and evaluator.duplicates == 0
     assert max(batches) == 2 and result.extra["workers"] == 2
+    assert result.extra["scheduler"] == "synchronous-batch (hallucinated pending)"
     assert any(q.status == "failed" for q in evaluator.history)
     assert result.best_arch in keys

@@ -7,12 +7,16 @@ random sample refreshed every 7 builds), add the pending evaluations hallucinate
 posterior mean (``acq='hei'``), maximise EI with the GA starting from the evaluated and pending
 networks plus the initial pool, and evaluate the arg-max among networks not yet evaluated.
 
-Workers. With one evaluation worker the loop is sequential (the paper's asynchronous scheduler
-with k = 1). With k workers (``--workers k``) the harness's evaluator can only evaluate a *batch*
-at once (`Evaluator.query_many` -> `Executor.map`), so NASBOT fills each batch with k proposals,
-each made with the earlier ones of the batch pending (hallucinated): the synchronous variant of
-the paper's parallel BO. The asynchronous variant needs a submit/wait interface on the evaluator
-and executor (see README.md).
+Workers (``--workers k``, the evaluator's `workers`). ``scheduler='async'`` (the default) is the
+paper's asynchronous scheduler (its experiments run asynchronous parallel evaluations, fact
+sheet §4.1; code ``mode='asy'`` in `opt/blackbox_optimiser.py`, the default): k evaluations are kept in flight (`Evaluator.submit`); whenever one
+finishes (`Evaluator.wait_any`) the GP is refitted on the completed evaluations, the k - 1 still
+running are hallucinated at their posterior mean, and one new network is proposed and submitted.
+The initial pool is dispatched the same way, and a free worker waits for a first completed
+evaluation rather than propose from nothing. ``scheduler='batch'`` is the synchronous variant
+(code ``mode='syn'``): k proposals per batch, each made with the earlier ones of the batch
+pending, evaluated together (`Evaluator.query_many`), kept as a recorded switch for comparison.
+With k = 1 both are the sequential loop and give the same search.
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasrepro.errors import UsageError
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
 from nasrepro.harness.run import Run
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nasrepro.methods.nasbot.bo import BayesOpt
 
 
 @dataclass
@@ -47,6 +56,9 @@ class NASBOTConfig(MethodConfig):
     acq_max: int | None = None
     #: non-assignment penalty of OTMANN (code default 1.0)
     non_assignment_penalty: float = 1.0
+    #: with k > 1 workers: "async" = the paper's asynchronous scheduler (code ``mode='asy'``, the
+    #: default), "batch" = synchronous batches of k (code ``mode='syn'``); the same with k = 1
+    scheduler: str = "async"
 
 
 @register_method
@@ -81,47 +93,27 @@ class NASBOT(Method):
                 "nasbot needs init_evals >= 1, refresh_every >= 1 and 1 <= acq_min <= acq_max, got "
                 f"{cfg.init_evals}, {cfg.refresh_every}, {cfg.acq_min}, {cfg.acq_max}"
             )
+        if cfg.scheduler not in SCHEDULERS:
+            raise UsageError(
+                f"nasbot scheduler must be one of {', '.join(SCHEDULERS)}, got {cfg.scheduler!r}"
+            )
         view = view_for(run.space)
         if view is None:
             raise UsageError(self.incompatibility(run.task, run.space) or "no layer-graph view")
-        evaluator = run.evaluator
         bo = BayesOpt(cfg, view, run.space, seed=run.seed)
         rng = run.rng(1)
-        overhead = 0.0
-        # at most half the budget goes to the pool, so small budgets still run BO steps
-        pool = view.initial_pool(rng, max(1, min(cfg.init_evals, (run.budget or 2 * cfg.init_evals) // 2)))
-        workers = max(1, int(getattr(evaluator, "batch_size", 1)))
-        steps: list[dict[str, Any]] = []
-        # initial pool: evaluated first (code: num_init_evals), in batches of the worker count
-        pending_init = [a for a in pool if not evaluator.seen(a)]
-        while pending_init and not evaluator.exhausted:
-            batch, pending_init = pending_init[:workers], pending_init[workers:]
-            bo.record(batch, evaluator.query_many(batch), evaluator)
-        # BO steps: k proposals per batch, the earlier ones pending (hallucinated) for the later
-        stuck = 0
-        while not evaluator.exhausted:
-            batch: list[Any] = []
-            for _ in range(int(min(workers, evaluator.remaining))):
-                start = time.perf_counter()
-                proposal, info = bo.propose(batch, pool, rng)
-                overhead += time.perf_counter() - start
-                steps.append(info)
-                if proposal is None:
-                    break
-                batch.append(proposal)
-            if not batch:  # the GA found nothing new near the known networks: widen from random ones
-                stuck += 1
-                if stuck > 20:
-                    break
-                batch = [a for a in (run.space.sample(rng) for _ in range(workers)) if not evaluator.seen(a)]
-                if not batch:
-                    continue
-            bo.record(batch, evaluator.query_many(batch), evaluator)
+        workers = max(1, int(run.evaluator.workers))
+        # at most half the budget goes to the pool, so small budgets still run BO steps; at least one
+        # network per worker (code: num_init_evals = max(num_workers, num_init_evals))
+        n_pool = max(workers, min(cfg.init_evals, (run.budget or 2 * cfg.init_evals) // 2))
+        pool = view.initial_pool(rng, n_pool)
+        loop = asynchronous if cfg.scheduler == "async" else synchronous_batches
+        steps, overhead = loop(run, bo, pool, workers, rng)
         return SearchResult(
-            best_arch=evaluator.best().arch,
+            best_arch=run.evaluator.best().arch,
             extra={
                 "workers": workers,
-                "scheduler": "sequential" if workers == 1 else "synchronous-batch (hallucinated pending)",
+                "scheduler": "sequential" if workers == 1 else SCHEDULERS[cfg.scheduler],
                 "initial_pool": len(pool),
                 "acquisition_evaluations": [s.get("acq_evals", 0) for s in steps],
                 "gp_hypers_last": bo.last_hypers,
@@ -130,6 +122,105 @@ class NASBOT(Method):
             },
             overhead_seconds=round(overhead, 3),
         )
+
+
+#: `NASBOTConfig.scheduler` -> how a record's report names it when k > 1
+SCHEDULERS = {
+    "async": "asynchronous (hallucinated pending)",
+    "batch": "synchronous-batch (hallucinated pending)",
+}
+#: empty proposals (the GA found nothing unevaluated) tolerated before the search stops early
+MAX_STUCK = 20
+
+
+def _propose(
+    bo: BayesOpt, pending: list[Any], pool: list[Any], rng: np.random.Generator, steps: list[dict[str, Any]]
+) -> tuple[Any, float]:
+    """One BO proposal with `pending` hallucinated; returns it (None if none) and its wall time."""
+    start = time.perf_counter()
+    proposal, info = bo.propose(pending, pool, rng)
+    steps.append(info)
+    return proposal, time.perf_counter() - start
+
+
+def asynchronous(
+    run: Run, bo: BayesOpt, pool: list[Any], workers: int, rng: np.random.Generator
+) -> tuple[list[dict[str, Any]], float]:
+    """The paper's asynchronous scheduler (fact sheet §4.1; code `_asynchronous_optimise_routine`).
+
+    Keeps `workers` evaluations in flight. Initial-pool networks are dispatched first, one per free
+    worker (code `perform_initial_queries`); after them every free worker gets a BO proposal made
+    with the evaluations still running hallucinated (``acq='hei'``). A worker that frees up before
+    any evaluation succeeded waits for one (nothing to fit a GP on); with no evaluation running the
+    proposal is made anyway and, like the sequential loop, falls back to a random network when the
+    GA finds nothing unevaluated. With one worker this is the sequential loop, step for step.
+    Returns the proposals' reports and their wall time (the method's overhead).
+    """
+    evaluator, space = run.evaluator, run.space
+    queue = [a for a in pool if not evaluator.seen(a)]  # the initial pool, in order
+    pending: dict[str, Any] = {}  # key -> network, in submission order
+    steps: list[dict[str, Any]] = []
+    overhead, stuck, stopped = 0.0, 0, False
+    while True:
+        while not stopped and len(pending) < workers and not evaluator.exhausted:
+            if queue:
+                arch = queue.pop(0)
+                if space.key(arch) in pending:  # a pool duplicate of a running evaluation
+                    continue
+            elif pending and not bo.archs:
+                break  # wait for a completed evaluation to fit the GP on
+            else:
+                arch, seconds = _propose(bo, list(pending.values()), pool, rng, steps)
+                overhead += seconds
+                if arch is None:  # nothing new near the known networks: widen from a random one
+                    stuck += 1
+                    if stuck > MAX_STUCK:
+                        stopped = True
+                        break
+                    arch = space.sample(rng)
+                    if evaluator.seen(arch) or space.key(arch) in pending:
+                        continue
+            evaluator.submit(arch)
+            pending[space.key(arch)] = arch
+        if not pending:
+            return steps, overhead
+        query = evaluator.wait_any()
+        bo.record([pending.pop(query.arch)], [query], evaluator)
+
+
+def synchronous_batches(
+    run: Run, bo: BayesOpt, pool: list[Any], workers: int, rng: np.random.Generator
+) -> tuple[list[dict[str, Any]], float]:
+    """The synchronous variant (code ``mode='syn'``): the initial pool in batches of `workers`,
+    then batches of `workers` proposals, each made with the earlier ones of its batch pending
+    (hallucinated), evaluated together by `Evaluator.query_many`."""
+    evaluator = run.evaluator
+    steps: list[dict[str, Any]] = []
+    overhead = 0.0
+    # initial pool: evaluated first (code: num_init_evals), in batches of the worker count
+    pending_init = [a for a in pool if not evaluator.seen(a)]
+    while pending_init and not evaluator.exhausted:
+        batch, pending_init = pending_init[:workers], pending_init[workers:]
+        bo.record(batch, evaluator.query_many(batch), evaluator)
+    # BO steps: k proposals per batch, the earlier ones pending (hallucinated) for the later
+    stuck = 0
+    while not evaluator.exhausted:
+        batch: list[Any] = []
+        for _ in range(int(min(workers, evaluator.remaining))):
+            proposal, seconds = _propose(bo, batch, pool, rng, steps)
+            overhead += seconds
+            if proposal is None:
+                break
+            batch.append(proposal)
+        if not batch:  # the GA found nothing new near the known networks: widen from random ones
+            stuck += 1
+            if stuck > MAX_STUCK:
+                break
+            batch = [a for a in (run.space.sample(rng) for _ in range(workers)) if not evaluator.seen(a)]
+            if not batch:
+                continue
+        bo.record(batch, evaluator.query_many(batch), evaluator)
+    return steps, overhead
 
 
 #: (hp_samples, acq_max) per preset where the config leaves them to the preset
