@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import nasrepro.methods.agnn  # noqa: F401  (registration)
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.recipe import with_overrides
 from nasrepro.harness.run import run_of
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods import get_method
 from nasrepro.methods.agnn.controller import AGNNController, GraphNASController
 from nasrepro.tasks import get_task
@@ -88,7 +88,7 @@ def test_child_training_speed(benchmark, name):
     import os
     from pathlib import Path
 
-    from nasrepro.harness.evaluator import TrainEvaluator
+    from nasrepro.harness.train_evaluator import TrainEvaluator
     from nasrepro.harness.training import fit_and_evaluate
     from nasrepro.methods.agnn.sharing import ConstrainedSharing
     from nasrepro.spaces.graphnas import GraphNasSpace

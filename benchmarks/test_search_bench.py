@@ -9,8 +9,8 @@ difference is what the method's own bookkeeping costs.
 import numpy as np
 import pytest
 
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.run import run_of
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods import get_method
 from nasrepro.tasks import get_task
 

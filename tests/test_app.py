@@ -13,7 +13,7 @@ from nasrepro.app.resolve import resolve_search
 from nasrepro.app.search import run_search
 from nasrepro.cli import main
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import TableEvaluator
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods import get_method
 
 toys.register()

@@ -11,8 +11,8 @@ import pytest
 from torch import nn
 
 from nasrepro.errors import DataError, EvaluationFailed, UsageError
-from nasrepro.harness.evaluator import TrainEvaluator
 from nasrepro.harness.recipe import TrainRecipe
+from nasrepro.harness.train_evaluator import TrainEvaluator
 from nasrepro.harness.training import fit_and_evaluate
 from nasrepro.methods import get_method
 from nasrepro.spaces import get_space

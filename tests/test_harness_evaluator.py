@@ -3,7 +3,8 @@ import math
 import pytest
 
 from nasrepro.errors import BudgetExhausted, EvaluationFailed, UsageError
-from nasrepro.harness.evaluator import Evaluator, Outcome, TableEvaluator
+from nasrepro.harness.evaluator import Evaluator, Outcome
+from nasrepro.harness.table_evaluator import TableEvaluator
 
 
 def test_budget_counts_unique_queries_and_isomorphs_are_free(toy_task, toy_space):

@@ -13,9 +13,10 @@ import pytest
 
 from nasrepro.errors import BudgetExhausted, EvaluationFailed, NasreproError, UsageError
 from nasrepro.harness.checkpoint import SearchCheckpoint
-from nasrepro.harness.evaluator import Evaluator, Outcome, TableEvaluator
+from nasrepro.harness.evaluator import Evaluator, Outcome
 from nasrepro.harness.executors import Executor, LocalExecutor, is_failure
 from nasrepro.harness.table import TableEntry
+from nasrepro.harness.table_evaluator import TableEvaluator
 
 
 class CountingTable:
@@ -275,7 +276,7 @@ def test_a_training_evaluator_trains_submissions_on_its_executor_as_query_would(
     import torch
     import toys
 
-    from nasrepro.harness.evaluator import TrainEvaluator
+    from nasrepro.harness.train_evaluator import TrainEvaluator
 
     task = toys.ToyLiveTask()
     common = dict(budget=2, preset=task.preset("smoke"), seed=0, data_dir=tmp_path)

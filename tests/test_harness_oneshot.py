@@ -14,7 +14,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.oneshot import (
     SUPERNET_CHECKPOINT,
     PresetSizes,
@@ -23,6 +22,7 @@ from nasrepro.harness.oneshot import (
     search_preset,
 )
 from nasrepro.harness.run import Run, TrainerFactory, run_of
+from nasrepro.harness.table_evaluator import TableEvaluator
 
 EPOCHS, BATCHES = 4, 3
 

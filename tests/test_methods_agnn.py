@@ -12,10 +12,10 @@ import torch
 
 import nasrepro.methods.agnn  # noqa: F401  (registration)
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.method import METHODS
 from nasrepro.harness.run import run_of
 from nasrepro.harness.table import TableEntry
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods.agnn.controller import AGNNController, GraphNASController, _entropy_softmax
 from nasrepro.tasks import get_task
 

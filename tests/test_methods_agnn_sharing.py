@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nasrepro.harness.evaluator import TrainEvaluator
 from nasrepro.harness.recipe import with_overrides
+from nasrepro.harness.train_evaluator import TrainEvaluator
 from nasrepro.methods.agnn.sharing import ConstrainedSharing
 from nasrepro.spaces.graphnas import GraphNasSpace
 from nasrepro.tasks import get_task

@@ -1,8 +1,8 @@
 import pytest
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.run import run_of
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods import get_method, method_names
 from nasrepro.methods.baselines.evolution import RegularizedEvolution
 

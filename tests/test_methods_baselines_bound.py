@@ -13,8 +13,8 @@ from nasrepro.app.search import run_search
 from nasrepro.errors import UsageError
 from nasrepro.harness import arch_memory
 from nasrepro.harness.arch_memory import NetMemory
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.run import run_of
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods import get_method
 from nasrepro.spaces import get_space
 from nasrepro.tasks import get_task

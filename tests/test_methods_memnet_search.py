@@ -10,8 +10,8 @@ from scipy.stats import spearmanr
 
 from nasrepro.errors import UsageError
 from nasrepro.harness.arch_memory import NetMemory, network_memory
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.run import TrainerFactory, run_of
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods import get_method
 from nasrepro.methods.memnet.grow_trim import adapter_for
 from nasrepro.methods.memnet.score import score

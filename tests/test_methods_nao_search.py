@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from nasrepro.errors import NasreproError, UsageError
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.run import run_of
 from nasrepro.harness.table import Table, TableEntry, TableTask
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.harness.task import Metric
 from nasrepro.methods import get_method
 from nasrepro.methods.nao import epd as epd_module

@@ -21,8 +21,8 @@ from test_conformance import comparable
 
 from nasrepro.app.requests import SearchRequest
 from nasrepro.app.search import run_search
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.run import run_of
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.methods.nasbot.search import NASBOT
 from nasrepro.spaces import get_space
 from nasrepro.tasks import get_task

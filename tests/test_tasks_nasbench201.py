@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from nasrepro.errors import DataError, UsageError
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.table import TableTask
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.spaces.nasbench201 import NB201Arch, NB201Space, canonical_arch
 from nasrepro.tasks import TASKS
 from nasrepro.tasks import nasbench201 as nb

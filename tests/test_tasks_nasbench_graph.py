@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from nasrepro.errors import DataError, UsageError
-from nasrepro.harness.evaluator import TableEvaluator
 from nasrepro.harness.table import TableTask
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.spaces.nasbench_graph import OPS_PROTEINS
 from nasrepro.tasks import TASKS
 from nasrepro.tasks.nasbench_graph import (

@@ -16,11 +16,13 @@ from nasrepro.app.requests import SearchRequest, check_tag
 from nasrepro.app.resolve import Resolved, resolve_search
 from nasrepro.errors import UsageError
 from nasrepro.harness.checkpoint import SearchCheckpoint
-from nasrepro.harness.evaluator import Evaluator, Listener, TableEvaluator, TrainEvaluator
+from nasrepro.harness.evaluator import Evaluator, Listener
 from nasrepro.harness.method import SearchResult
 from nasrepro.harness.quiet import quiet_lightning
 from nasrepro.harness.run import Run, TrainerFactory
+from nasrepro.harness.table_evaluator import TableEvaluator
 from nasrepro.harness.task import Task
+from nasrepro.harness.train_evaluator import TrainEvaluator
 from nasrepro.tracking import records
 from nasrepro.tracking.record import Metrics, Record, SearchCost
 from nasrepro.tracking.wandb_log import check_mode

@@ -1,5 +1,9 @@
 """Evaluators (DESIGN.md, "Evaluator"): the only way a method learns an architecture's score.
 
+This module holds the contract and the bookkeeping every evaluator shares (budget, duplicates,
+history, charging, asynchronous tickets, resumption); the two evaluators live beside it:
+`table_evaluator.TableEvaluator` (look-ups) and `train_evaluator.TrainEvaluator` (training).
+
 Both evaluators count *unique* queries (isomorphic duplicates are answered from the cache for free)
 and charge every query the same way, so methods compare on equal budgets (issue 16 item 3):
 
@@ -22,18 +26,15 @@ still add up to its wall time, as with `query_many`'s shared-out batches.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nasrepro.errors import BudgetExhausted, EvaluationFailed, NasreproError, UsageError
-from nasrepro.harness.recipe import Preset
 from nasrepro.harness.space import Arch, Space
 from nasrepro.harness.task import Task
 
@@ -451,247 +452,3 @@ class Evaluator(ABC):
         self.history = [Query(**q) for q in state["history"]]
         self._cache = {q.arch: q for q in self.history}
         self.duplicates = state.get("duplicates", 0)
-
-
-class _call_with_arch:  # noqa: N801  (a picklable partial whose free argument is the architecture)
-    def __init__(self, job: Any) -> None:
-        self.job = job
-
-    def __call__(self, arch: str) -> Any:
-        return self.job(arch=arch)
-
-
-class WarmStart(Protocol):
-    """Hands trained weights from earlier evaluations to new ones (parameter sharing: ENAS,
-    GraphNAS, AGNN's constrained sharing). Only a `TrainEvaluator` training in-process uses it."""
-
-    def before_fit(self, key: str, arch: Arch, model: Any) -> dict[str, Any]:
-        """Copy inherited weights into the freshly built `model`; return recipe overrides for this
-        fit (e.g. fewer epochs to fine-tune) and, under ``"metrics"``, numbers to record."""
-        ...
-
-    def after_fit(self, key: str, arch: Arch, model: Any) -> None:
-        """Keep what later evaluations may inherit from the trained `model`."""
-        ...
-
-
-class TableEvaluator(Evaluator):
-    """Look-ups in a tabular benchmark. A query is charged the table's recorded training time
-    where it has one (NAS-Bench-201 with the official times), else its cost is unknown (None:
-    NAS-Bench-Graph, our NB201 CSVs) and searches compare by unique queries. The look-up's wall
-    time is recorded in ``wall_seconds`` but never charged: it measures this machine, not the
-    benchmark (issue 16 item 3).
-
-    For asynchronous searches (`submit` / `wait_any`) a table simulates `workers` evaluations in
-    flight: each is looked up when `wait_any` reaches it, in submission order, i.e. workers that
-    all take the same time, so the search stays deterministic. With an `executor` the look-ups run
-    on it instead and come back in the order it reports (on Ray: whichever finishes first). The
-    runner gives a table no executor: a look-up costs less than shipping it to a worker.
-    """
-
-    __slots__ = ("table", "_workers", "_job")
-
-    def __init__(
-        self,
-        task: Task,
-        space: Space,
-        *args: Any,
-        executor: Executor | None = None,
-        workers: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """As `Evaluator`; the table is the task's (loaded once by the task, shared by searches).
-        `workers` (default 1, or the executor's) is what `Evaluator.workers` reports."""
-        super().__init__(task, space, *args, **kwargs)
-        self.table = task.table()  # type: ignore[attr-defined]
-        if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise UsageError(f"workers must be a positive integer, got {workers!r}")
-        self.executor = executor
-        self._workers = workers if workers is not None else executor.workers if executor is not None else 1
-        self._job: Any = None
-
-    @property
-    def workers(self) -> int:
-        return self._workers
-
-    def _start(self, arch: Arch) -> Any:
-        if self.executor is None:
-            return None
-        if self._job is None:  # one function object, so Ray stores the table once
-            from functools import partial
-
-            from nasrepro.harness.executors.jobs import table_lookup
-
-            self._job = partial(table_lookup, self.table, self.space)
-        return self.executor.submit(self._job, str(arch))
-
-    def _outcome_of(self, result: Any) -> Outcome:
-        return Outcome(**result)
-
-    @property
-    def cost_model(self) -> str:  # type: ignore[override]
-        return self.table.cost_model
-
-    def _charge(self, outcome: Outcome | None, wall: float) -> float | None:
-        if outcome is None:  # a failed look-up trained nothing; unknown if the table has no times
-            return 0.0 if self.table.records_training_time else None
-        return None if outcome.cost_seconds is None else round(outcome.cost_seconds, 6)
-
-    def _evaluate(self, arch: Arch) -> Outcome:
-        entry = self.table.lookup(arch)
-        return Outcome(
-            val=entry.val,
-            test=entry.test,
-            cost_seconds=entry.train_seconds,
-            metrics=dict(entry.metrics),
-        )
-
-
-class TrainEvaluator(Evaluator):
-    """Trains each architecture from scratch with the task's recipe at the chosen preset.
-
-    `preset` is the resolved preset (the task's, with the space's recipe overrides applied), so
-    every training -- in this process or on an executor's worker -- uses the one object.
-    """
-
-    __slots__ = ("preset", "seed", "data_dir", "trainer_kwargs", "warm_start", "_job")
-    cost_model = "wall-clock seconds of our own training and evaluation of each architecture"
-
-    def __init__(
-        self,
-        task: Task,
-        space: Space,
-        budget: int | None = None,
-        reward: Reward = "val",
-        *,
-        preset: Preset,
-        seed: int = 0,
-        data_dir: Path,
-        trainer_kwargs: dict[str, Any] | None = None,
-        executor: Executor | None = None,
-        warm_start: WarmStart | None = None,
-        listeners: Sequence[Listener] = (),
-    ) -> None:
-        super().__init__(task, space, budget, reward, listeners=listeners)
-        self.preset = preset
-        self.seed = seed
-        self.data_dir = data_dir
-        self.trainer_kwargs = dict(trainer_kwargs or {})
-        #: trains batches of architectures at once (`query_many`); None trains one at a time here
-        self.executor = executor
-        #: parameter sharing between evaluations (see `WarmStart`); None trains from scratch
-        self.warm_start = warm_start
-        self._job: Any = None
-
-    @property
-    def batch_size(self) -> int:
-        return self.executor.workers if self.executor is not None else 1
-
-    @property
-    def workers(self) -> int:
-        """The executor's workers; 1 without one, or with a warm start (it trains in this process,
-        in order, since each fit may inherit from the ones before)."""
-        return self.executor.workers if self._on_executor else 1
-
-    @property
-    def _on_executor(self) -> bool:
-        return self.executor is not None and self.warm_start is None
-
-    def _remote_job(self) -> Any:
-        """The picklable training job of this evaluator, built once (Ray stores it once)."""
-        if self._job is None:
-            from functools import partial
-
-            from nasrepro.harness.executors.jobs import train_evaluation
-
-            self._job = _call_with_arch(
-                partial(
-                    train_evaluation,
-                    self.task,
-                    self.space,
-                    preset=self.preset,
-                    seed=self.seed,
-                    data_dir=self.data_dir,
-                )
-            )
-        return self._job
-
-    def _start(self, arch: Arch) -> Any:
-        return self.executor.submit(self._remote_job(), str(arch)) if self._on_executor else None  # type: ignore[union-attr]
-
-    def _outcome_of(self, result: Any) -> Outcome:
-        return Outcome(
-            val=result["val"],
-            test=result["test"],
-            cost_seconds=0.0,
-            metrics={
-                "params": float(result["params"]),
-                "train_seconds": result["train_seconds"],
-                "epochs": float(result["epochs"]),
-            },
-        )
-
-    def query_many(self, archs: Iterable[Arch]) -> list[Query]:
-        """Train the new architectures among `archs` concurrently on the executor, then book every
-        answer in input order, so the history is the same as sequential queries would give."""
-        archs = list(archs)
-        if not self._on_executor or self.replaying or len(archs) < 2:
-            return super().query_many(archs)
-        new: dict[str, Arch] = {}
-        for arch in archs:
-            key = self.space.key(arch)
-            self._refuse_in_flight(key)
-            if key not in self._cache and key not in new and len(new) < self.remaining:
-                new[key] = self.space.canonical(arch)
-        start = time.perf_counter()
-        results = dict(
-            zip(new, self.executor.map(self._remote_job(), [str(a) for a in new.values()]), strict=True)  # type: ignore[union-attr]
-        )
-        wall = (time.perf_counter() - start) / max(len(new), 1)  # the batch's time, shared out
-        out = []
-        for arch in archs:
-            key = self.space.key(arch)
-            if key in results:
-                out.append(self._book_result(key, results.pop(key), wall))
-            elif key in self._cache:
-                out.append(self.query(arch))
-        return out
-
-    def _evaluate(self, arch: Arch) -> Outcome:
-        import lightning as L
-
-        from nasrepro.harness.training import fit_and_evaluate
-
-        L.seed_everything(self.seed, workers=True, verbose=False)  # initial weights follow the seed
-        model = self.space.to_model(arch, self.task)
-        n_params = sum(p.numel() for p in model.parameters())
-        preset, shared = self.preset, {}
-        if self.warm_start is not None:
-            overrides = dict(self.warm_start.before_fit(self.space.key(arch), arch, model))
-            shared = overrides.pop("metrics", {})
-            if "epochs" in overrides:  # fine-tuning never trains longer than the full recipe
-                overrides["epochs"] = min(int(overrides["epochs"]), preset.recipe.epochs)
-            # applied as given, at every preset (smoke included): this fit's own schedule
-            preset = dataclasses.replace(preset, recipe=preset.recipe.replace(**overrides))
-        result = fit_and_evaluate(
-            self.task,
-            model,
-            preset,
-            self.seed,
-            self.data_dir,
-            build=lambda: self.space.to_model(arch, self.task),
-            **self.trainer_kwargs,
-        )
-        if self.warm_start is not None:
-            self.warm_start.after_fit(self.space.key(arch), arch, model)
-        return Outcome(
-            val=result["val"],
-            test=result["test"],
-            cost_seconds=0.0,
-            metrics={
-                "params": float(n_params),
-                "train_seconds": result["train_seconds"],
-                "epochs": float(result["epochs"]),
-                **shared,
-            },
-        )

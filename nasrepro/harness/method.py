@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import Evaluator, WarmStart
+from nasrepro.harness.evaluator import Evaluator
 from nasrepro.harness.recipe import Preset, with_overrides
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
+from nasrepro.harness.train_evaluator import WarmStart
 from nasrepro.registry import Registry
 
 if TYPE_CHECKING:

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 from nasrepro.errors import UsageError
-from nasrepro.harness.evaluator import Evaluator, Query, TrainEvaluator
+from nasrepro.harness.evaluator import Evaluator, Query
 from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
 from nasrepro.harness.run import Run
 from nasrepro.harness.space import Arch, Space
 from nasrepro.harness.task import Task
+from nasrepro.harness.train_evaluator import TrainEvaluator
 from nasrepro.methods.agnn.controller import (
     ENTROPY_ESTIMATES,
     AGNNController,

@@ -50,8 +50,8 @@ def study(
 ) -> dict[str, Any]:
     from scipy.stats import kendalltau, spearmanr
 
-    from nasrepro.harness.evaluator import TableEvaluator
     from nasrepro.harness.run import run_of
+    from nasrepro.harness.table_evaluator import TableEvaluator
     from nasrepro.methods.fade.outer import path_scores
     from nasrepro.methods.fade.presets import REGION_PRESETS
     from nasrepro.methods.fade.region import NB201View
