@@ -146,13 +146,13 @@ class NaoCellSpace(Space):
         arch = self.as_arch(arch)
         return ConvArch(canonical_cell(arch.normal), canonical_cell(arch.reduction))
 
-    def _slots(self) -> list[range]:
+    def slots(self) -> list[range]:
         """The allowed values of each of the 40 integers."""
         return [range(0, j % 20 // 4 + 2) if j % 2 == 0 else self.op_ids for j in range(8 * NODES)]
 
     def sample_raw(self, rng: np.random.Generator) -> ConvArch:
         """Every integer uniform over its range, independently (NAO_V1 ``utils.generate_arch``)."""
-        ints = [int(s[int(rng.integers(len(s)))]) for s in self._slots()]
+        ints = [int(s[int(rng.integers(len(s)))]) for s in self.slots()]
         return ConvArch(tuple(ints[:20]), tuple(ints[20:]))
 
     def sample(self, rng: np.random.Generator) -> ConvArch:
@@ -162,7 +162,7 @@ class NaoCellSpace(Space):
         """One of the 40 integers redrawn to another allowed value; changing one branch of a node
         changes the node's branch multiset, so the canonical child always differs."""
         ints = list(str(self.canonical(arch)).split())
-        slots = self._slots()
+        slots = self.slots()
         j = int(rng.integers(len(slots)))
         choices = [v for v in slots[j] if v != int(ints[j])]
         ints[j] = str(choices[int(rng.integers(len(choices)))])
@@ -177,7 +177,7 @@ class NaoCellSpace(Space):
     # --- categorical view ------------------------------------------------------------------------
     def fields(self) -> tuple[Field, ...]:
         out = []
-        for j, slot in enumerate(self._slots()):
+        for j, slot in enumerate(self.slots()):
             cell, node, item = CELL_NAMES[j // 20], j % 20 // 4, j % 4
             kind = ("in1", "op1", "in2", "op2")[item]
             choices = tuple(str(v) for v in slot) if item % 2 == 0 else tuple(CONV_OPS[v] for v in slot)

@@ -1,0 +1,298 @@
+"""The registered method ``nao-ws``: NAO with weight sharing on CIFAR-10 (Luo et al. 2018, Sec. 3.4
+and 4.1.2; NAO_pytorch ``NAO_V1/train_search.py``).
+
+One search (`NAOWS.search`):
+
+1. **Seed pool** (``controller_seed_arch``): `seed_archs` distinct uniformly drawn cells.
+2. **One supernet fit** (`ws_module.WSSearchModule` on `harness.oneshot.fit_supernet`): weight steps
+   on the task's train part, each batch through one architecture drawn uniformly from the pool;
+   after every `eval_every` epochs the pool is scored with the shared weights on held-out batches
+   (`harness.oneshot.arch_loader`) and, except at the last, a controller round trains the EPD on
+   the scores and replaces the pool's worst with generated architectures (`ws_controller`).
+3. **Re-ranking** (``train_and_evaluate_top_on_cifar10``): the `rerank_top` best of the last
+   scoring are trained from scratch by the run's evaluator -- one query each, under the task's
+   preset, the space's optimiser and this method's `final_recipe` -- and the incumbent is the best
+   by the run's reward (validation). Deviation: NAO_V1 re-ranks after 10 short epochs at the search
+   size and then retrains the winner; here the re-ranking training *is* the final training.
+
+The budget counts those final evaluations (as ProxylessNAS's): `rerank_top` is capped by it. The
+supernet fit is the method's overhead. Sizes per preset are data (`WS_PRESETS`); every option left
+None takes the preset's value. Resuming: the fit continues from its last finished epoch
+(`fit_supernet`), with the pool, round log and generators restored by the module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nasrepro.errors import UsageError
+from nasrepro.harness.method import Method, MethodConfig, SearchResult, register_method
+from nasrepro.harness.oneshot import PresetSizes
+from nasrepro.harness.run import Run
+from nasrepro.harness.space import Space
+from nasrepro.harness.task import Task
+from nasrepro.spaces.nao_cells import WS_OPS, NaoCellSpace
+
+#: uniform draws per seed architecture when looking for distinct ones
+DRAW_TRIES = 1000
+
+
+@dataclass(frozen=True)
+class WSBudget:
+    """How big one NAO-WS search is at one preset (a row of `WS_PRESETS`)."""
+
+    batch_size: int
+    #: held-out images per scoring batch (NAO_V1 ``child_eval_batch_size`` 500)
+    arch_batch_size: int
+    train_subset: int | None
+    train_batches: int | None
+    epochs: int
+    eval_every: int
+    layers: int
+    channels: int
+    seed_archs: int
+    new_archs: int
+    top_k: int
+    epd_epochs: int
+    rerank_top: int
+    note: str = ""
+
+
+WS_PRESETS: PresetSizes[WSBudget] = PresetSizes("nao-ws", {
+    ("nao-cells", "smoke"): WSBudget(
+        16, 32, 64, 2, 2, 1, 1, 8, 6, 3, 6, 3, 2,
+        note="supernet N=1, F=8; 2 epochs x 2 batches of 16, scored after each; 6 seeds, 3 new; seconds",
+    ),
+    ("nao-cells", "cpu"): WSBudget(
+        64, 250, 2_560, None, 20, 5, 1, 16, 50, 25, 25, 100, 3,
+        note="supernet N=1, F=16 on 2,560 images (40 batches of 64), 20 epochs, scored every 5 "
+        "(3 controller rounds); 50 seeds, 25 new per round; estimated 20-40 min on 2 cores",
+    ),
+    ("nao-cells", "paper"): WSBudget(
+        128, 500, None, None, 150, 30, 3, 20, 600, 300, 100, 1000, 5,
+        note="NAO_V1 NAO-WS search: N=3, F=20, 150 epochs scored every 30 (4 controller rounds), 600 "
+        "seeds, 300 new from the top 100, EPD 1000 epochs per round, top 5 re-ranked",
+    ),
+})  # fmt: skip
+
+
+@dataclass
+class NAOWSConfig(MethodConfig):
+    """NAO-WS options; None takes the preset's row (`WS_PRESETS`). Defaults: NAO_V1 ``train_search.py``."""
+
+    preset: str | None = None
+    batch_size: int | None = None
+    arch_batch_size: int | None = None
+    train_subset: int | None = None
+    train_batches: int | None = None
+    epochs: int | None = None
+    eval_every: int | None = None
+    layers: int | None = None
+    channels: int | None = None
+    seed_archs: int | None = None
+    new_archs: int | None = None
+    top_k: int | None = None
+    epd_epochs: int | None = None
+    rerank_top: int | None = None
+    #: "pool": each batch trains an architecture drawn uniformly from the pool (NAO_V1, TF);
+    #: "space": uniformly from the whole space
+    sample_from: str = "pool"
+    #: "faithful": every pool member on the same held-out batches of the round; "as-released": one
+    #: fresh random batch per architecture (NAO_V1 ``child_valid``, fact sheet section 5)
+    scoring: str = "faithful"
+    score_batches: int = 1
+    #: random architectures added per round beside the generated ones (TF NAO-WS: 50; NAO_V1: 0)
+    random_new: int = 0
+    # supernet training (NAO_V1 child_*)
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    drop_path_keep: float | None = 0.9
+    auxiliary: bool = False
+    aux_weight: float = 0.4
+    # controller (the NAO-WS CNN EPD, `epd.EPD` defaults; `ws_controller`)
+    hidden_size: int = 96
+    mlp_layers: int = 3
+    mlp_hidden_size: int = 200
+    mlp_dropout: float = 0.1
+    trade_off: float = 0.8
+    epd_lr: float = 1e-3
+    epd_weight_decay: float = 1e-4
+    epd_batch_size: int = 100
+    max_eta: float = 50.0
+    eta_step: float = 1.0
+    augment: bool = True
+
+    def size(self, row: WSBudget) -> WSBudget:
+        """The preset's row with this config's non-None sizes on top, checked."""
+        changes = {f.name: getattr(self, f.name) for f in dataclasses.fields(WSBudget) if f.name != "note"}
+        size = dataclasses.replace(row, **{k: v for k, v in changes.items() if v is not None})
+        for name in (
+            "batch_size",
+            "arch_batch_size",
+            "epochs",
+            "eval_every",
+            "layers",
+            "seed_archs",
+            "top_k",
+        ):
+            if getattr(size, name) < 1:
+                raise UsageError(f"nao-ws: {name} must be >= 1, got {getattr(size, name)}")
+        if size.new_archs < 0 or size.epd_epochs < 0 or size.rerank_top < 1 or size.channels % 2:
+            raise UsageError("nao-ws: need new_archs, epd_epochs >= 0, rerank_top >= 1 and an even channels")
+        if self.score_batches < 1 or self.random_new < 0 or not 0 < self.eta_step <= self.max_eta:
+            raise UsageError("nao-ws: need score_batches >= 1, random_new >= 0 and 0 < eta_step <= max_eta")
+        return size
+
+
+def eval_epochs(epochs: int, every: int) -> tuple[int, ...]:
+    """The evaluation points: every `every` epochs, and always the last epoch."""
+    points = list(range(every, epochs + 1, every))
+    return tuple(points if points and points[-1] == epochs else [*points, epochs])
+
+
+@register_method
+class NAOWS(Method):
+    """NAO-WS: a weight-sharing supernet scores the pool; EPD rounds renew it; the best are trained."""
+
+    name = "nao-ws"
+    Config = NAOWSConfig
+    paper = "Luo, Tian, Qin, Chen & Liu, NeurIPS 2018"
+    task_kinds = frozenset({"train"})
+    needs = frozenset({"nao-cells"})
+    #: the smoke-size final network by default; ``--space nao-cells`` is the paper's (N=6, F=36)
+    default_spaces = {"cifar10": "nao-cells-n1f8"}
+    conformance_tasks = ("cifar10",)
+    conformance_options = {"rerank_top": 1, "seed_archs": 4, "new_archs": 2, "epd_epochs": 2}
+
+    @classmethod
+    def incompatibility(cls, task: Task, space: Space) -> str | None:
+        reason = super().incompatibility(task, space)
+        if reason is not None:
+            return reason
+        if not isinstance(space, NaoCellSpace) or space.ops != WS_OPS:
+            return (
+                "has a supernet over the 5-op NAO-WS cell only (nao-cells, nao-cells-n2f16, nao-cells-n1f8)"
+            )
+        if task.name != "cifar10":
+            return f"trains its supernet on CIFAR-10's 32x32 images, so it searches cifar10 only, not {task.name}"
+        return None
+
+    def final_recipe(self, task: Task, preset_name: str) -> dict[str, Any]:
+        """At ``paper``: the rest of NAO_V1 ``train_cifar.py`` for NAONet-B-36 beyond the space's
+        optimiser -- 600 epochs, batch 128, dropout 0.4 (``keep_prob`` 0.6), Cutout 16. Its auxiliary
+        head (weight 0.4) and drop-path (keep 0.8) are not applied by the harness (README)."""
+        if preset_name != "paper":
+            return {}
+        return {"epochs": 600, "batch_size": 128, "dropout": 0.4, "cutout": 16}
+
+    def search(self, run: Run) -> SearchResult:
+        import lightning as L
+
+        from nasrepro.harness.oneshot import arch_loader, fit_supernet, search_preset
+        from nasrepro.methods.nao.encoding import get_codec
+        from nasrepro.methods.nao.epd import EPD
+        from nasrepro.methods.nao.supernet import NAOSupernet
+        from nasrepro.methods.nao.ws_controller import ControllerSettings
+        from nasrepro.methods.nao.ws_module import WSSearchModule, WSSettings
+
+        cfg: NAOWSConfig = self.config  # type: ignore[assignment]
+        reason = self.incompatibility(run.task, run.space)
+        if reason is not None:  # the runner refuses this first; library use may not
+            raise UsageError(f"nao-ws cannot search {run.space.name!r} on {run.task.name!r}: it {reason}")
+        space: NaoCellSpace = run.space  # type: ignore[assignment]
+        preset = cfg.preset or run.preset_name
+        size = cfg.size(WS_PRESETS.size("nao-cells", preset))
+        settings = WSSettings(
+            epochs=size.epochs,
+            eval_epochs=eval_epochs(size.epochs, size.eval_every),
+            lr=cfg.lr,
+            lr_min=cfg.lr_min,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            grad_clip=cfg.grad_clip,
+            aux_weight=cfg.aux_weight,
+            sample_from=cfg.sample_from,
+            scoring=cfg.scoring,
+            score_batches=cfg.score_batches,
+        )
+        settings.check()
+        controller = ControllerSettings(
+            new_archs=size.new_archs,
+            top_k=size.top_k,
+            epd_epochs=size.epd_epochs,
+            random_new=cfg.random_new,
+            epd_batch_size=cfg.epd_batch_size,
+            max_eta=cfg.max_eta,
+            eta_step=cfg.eta_step,
+            augment=cfg.augment,
+        )
+
+        start = time.perf_counter()
+        L.seed_everything(run.seed, workers=True, verbose=False)
+        pool = seed_pool(space, run, size.seed_archs)
+        codec = get_codec("nao-ws")
+        num_classes = int(getattr(run.task, "num_classes", 10))
+        supernet = NAOSupernet(size.layers, size.channels, num_classes, cfg.drop_path_keep, cfg.auxiliary)
+        epd = EPD(
+            codec,
+            hidden_size=cfg.hidden_size,
+            mlp_layers=cfg.mlp_layers,
+            mlp_hidden_size=cfg.mlp_hidden_size,
+            mlp_dropout=cfg.mlp_dropout,
+            trade_off=cfg.trade_off,
+            lr=cfg.epd_lr,
+            weight_decay=cfg.epd_weight_decay,
+        )
+        datamodule = run.task.datamodule(search_preset(run.task, preset, size), run.data_dir, run.seed)  # type: ignore[arg-type]
+        held_out = arch_loader(datamodule, size.arch_batch_size, run.seed)
+        module = WSSearchModule(supernet, epd, space, codec, pool, held_out, settings, controller, run.seed)
+        setup_seconds = time.perf_counter() - start
+        fit_seconds = fit_supernet(
+            run,
+            module,
+            datamodule.train_dataloader(),
+            size.epochs,
+            devices=1,  # one process: each batch's sampled path must be the same on every rank
+            num_nodes=1,
+            limit_train_batches=size.train_batches or 1.0,
+            limit_val_batches=0,
+        )
+
+        head = [
+            space.parse(a)
+            for a, _ in module.final_ranking[: int(min(size.rerank_top, run.evaluator.remaining))]
+        ]
+        queries = run.evaluator.query_many(head)
+        extra = {
+            "search_preset": {"preset": preset, **dataclasses.asdict(size)},
+            "eval_epochs": list(settings.eval_epochs),
+            "sample_from": cfg.sample_from,
+            "scoring": cfg.scoring,
+            "supernet_params": sum(p.numel() for p in supernet.parameters()),
+            "rounds": module.rounds,
+            "final_ranking_head": [[a, round(s, 4)] for a, s in module.final_ranking[:10]],
+            "reranked": [q.arch for q in queries],
+            "supernet_seconds": round(setup_seconds + fit_seconds, 3),
+        }
+        return SearchResult(
+            best_arch=run.evaluator.best().arch, extra=extra, overhead_seconds=setup_seconds + fit_seconds
+        )
+
+
+def seed_pool(space: NaoCellSpace, run: Run, count: int) -> list[Any]:
+    """`count` distinct uniformly drawn architectures (NAO_V1 ``utils.generate_arch``), canonical."""
+    rng, pool, keys = run.rng(1), [], set()
+    for _ in range(count * DRAW_TRIES):
+        if len(pool) == count:
+            break
+        arch = space.sample(rng)
+        if space.key(arch) not in keys:
+            keys.add(space.key(arch))
+            pool.append(arch)
+    return pool
