@@ -2,7 +2,8 @@
 
 The supernet fit and the controller rounds inside it are checkpointed at every epoch end
 (`harness.oneshot.SupernetCheckpoint`, `WSSearchModule.on_save_checkpoint`); a resumed run must
-continue them exactly: same pool, same round log (EPD weights included), same re-ranked architectures.
+continue them exactly: same pool, same round log (EPD weights included), same re-ranking (redone,
+seeded per rank) and the one evaluator query spent once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nasrepro.tracking.records import read_record, strip_volatile
 
 #: 4 epochs of 2 batches, scored after each: 3 controller rounds, then the final ranking
 CONFIG = {"epochs": 4, "eval_every": 1, "train_batches": 2, "seed_archs": 5, "new_archs": 2, "top_k": 4,
-          "epd_epochs": 2, "rerank_top": 1}  # fmt: skip
+          "epd_epochs": 2, "rerank_top": 2}  # fmt: skip
 EPOCHS = 4
 
 SCRIPT = textwrap.dedent("""
@@ -67,7 +68,7 @@ def finish(proc: subprocess.Popen, out: Path) -> tuple[dict, str]:
 
 
 def comparable(record: dict) -> dict:
-    extra = {k: v for k, v in record["method_extra"].items() if k != "supernet_seconds"}
+    extra = {k: v for k, v in record["method_extra"].items() if "seconds" not in k}
     cost = {k: v for k, v in record["search_cost"].items() if k != "method_overhead_seconds"}
     history = [
         {k: v for k, v in q.items() if "seconds" not in k and k != "cumulative_cost"}

@@ -9,16 +9,18 @@ One search (`NAOWS.search`):
    after every `eval_every` epochs the pool is scored with the shared weights on held-out batches
    (`harness.oneshot.arch_loader`) and, except at the last, a controller round trains the EPD on
    the scores and replaces the pool's worst with generated architectures (`ws_controller`).
-3. **Re-ranking** (``train_and_evaluate_top_on_cifar10``): the `rerank_top` best of the last
-   scoring are trained from scratch by the run's evaluator -- one query each, under the task's
-   preset, the space's optimiser and this method's `final_recipe` -- and the incumbent is the best
-   by the run's reward (validation). Deviation: NAO_V1 re-ranks after 10 short epochs at the search
-   size and then retrains the winner; here the re-ranking training *is* the final training.
+3. **Re-ranking** (``train_and_evaluate_top_on_cifar10``, `ws_rerank`): the `rerank_top` best of
+   the last scoring are each trained from scratch at the search size for `rerank_epochs` epochs and
+   validated on the held-out split; sorted by that accuracy they are the code's ``arch_pool.final``.
+4. **Final training**: the best `final_queries` (1: the paper trains the winner) go to the run's
+   evaluator, trained under the task's preset, the space's optimiser and this method's
+   `final_recipe` (at ``paper``: NAO_V1 ``train_cifar.py``); the incumbent is the best by reward.
 
-The budget counts those final evaluations (as ProxylessNAS's): `rerank_top` is capped by it. The
-supernet fit is the method's overhead. Sizes per preset are data (`WS_PRESETS`); every option left
-None takes the preset's value. Resuming: the fit continues from its last finished epoch
-(`fit_supernet`), with the pool, round log and generators restored by the module.
+The budget counts those final evaluations (as ProxylessNAS's): `final_queries` is capped by it.
+The supernet fit and the re-ranking are the method's overhead. Sizes per preset are data
+(`WS_PRESETS`); every option left None takes the preset's value. Resuming: the fit continues from
+its last finished epoch (`fit_supernet`), with the pool, round log and generators restored by the
+module; the re-ranking, seeded per rank, is redone identically.
 """
 
 from __future__ import annotations
@@ -57,24 +59,35 @@ class WSBudget:
     new_archs: int
     top_k: int
     epd_epochs: int
+    #: the final pool's best re-ranked by short stand-alone training (`ws_rerank`), for how many epochs,
+    #: on how many held-out batches (None: all)
     rerank_top: int
+    rerank_epochs: int
+    rerank_eval_batches: int | None
     note: str = ""
 
 
 WS_PRESETS: PresetSizes[WSBudget] = PresetSizes("nao-ws", {
     ("nao-cells", "smoke"): WSBudget(
-        16, 32, 64, 2, 2, 1, 1, 8, 6, 3, 6, 3, 2,
-        note="supernet N=1, F=8; 2 epochs x 2 batches of 16, scored after each; 6 seeds, 3 new; seconds",
+        batch_size=16, arch_batch_size=32, train_subset=64, train_batches=2, epochs=2, eval_every=1,
+        layers=1, channels=8, seed_archs=6, new_archs=3, top_k=6, epd_epochs=3,
+        rerank_top=2, rerank_epochs=1, rerank_eval_batches=1,
+        note="supernet N=1, F=8; 2 epochs x 2 batches of 16, scored after each; 6 seeds, 3 new; top 2 "
+        "re-ranked after 1 epoch of 2 batches: seconds",
     ),
     ("nao-cells", "cpu"): WSBudget(
-        64, 250, 2_560, None, 20, 5, 1, 16, 50, 25, 25, 100, 3,
-        note="supernet N=1, F=16 on 2,560 images (40 batches of 64), 20 epochs, scored every 5 "
-        "(3 controller rounds); 50 seeds, 25 new per round; estimated 20-40 min on 2 cores",
+        batch_size=64, arch_batch_size=250, train_subset=2_560, train_batches=None, epochs=20, eval_every=5,
+        layers=1, channels=16, seed_archs=50, new_archs=25, top_k=25, epd_epochs=100,
+        rerank_top=3, rerank_epochs=2, rerank_eval_batches=None,
+        note="supernet N=1, F=16 on 2,560 images (40 batches of 64), 20 epochs, scored every 5 (3 "
+        "controller rounds); 50 seeds, 25 new per round; top 3 re-ranked after 2 epochs (estimated)",
     ),
     ("nao-cells", "paper"): WSBudget(
-        128, 500, None, None, 150, 30, 3, 20, 600, 300, 100, 1000, 5,
+        batch_size=128, arch_batch_size=500, train_subset=None, train_batches=None, epochs=150, eval_every=30,
+        layers=3, channels=20, seed_archs=600, new_archs=300, top_k=100, epd_epochs=1000,
+        rerank_top=5, rerank_epochs=10, rerank_eval_batches=None,
         note="NAO_V1 NAO-WS search: N=3, F=20, 150 epochs scored every 30 (4 controller rounds), 600 "
-        "seeds, 300 new from the top 100, EPD 1000 epochs per round, top 5 re-ranked",
+        "seeds, 300 new from the top 100, EPD 1000 epochs per round, top 5 re-ranked after 10 epochs",
     ),
 })  # fmt: skip
 
@@ -97,6 +110,10 @@ class NAOWSConfig(MethodConfig):
     top_k: int | None = None
     epd_epochs: int | None = None
     rerank_top: int | None = None
+    rerank_epochs: int | None = None
+    rerank_eval_batches: int | None = None
+    #: the re-ranked best trained from scratch by the run's evaluator (capped by the budget)
+    final_queries: int = 1
     #: "pool": each batch trains an architecture drawn uniformly from the pool (NAO_V1, TF);
     #: "space": uniformly from the whole space
     sample_from: str = "pool"
@@ -143,8 +160,10 @@ class NAOWSConfig(MethodConfig):
         ):
             if getattr(size, name) < 1:
                 raise UsageError(f"nao-ws: {name} must be >= 1, got {getattr(size, name)}")
-        if size.new_archs < 0 or size.epd_epochs < 0 or size.rerank_top < 1 or size.channels % 2:
-            raise UsageError("nao-ws: need new_archs, epd_epochs >= 0, rerank_top >= 1 and an even channels")
+        if min(size.new_archs, size.epd_epochs, size.rerank_epochs) < 0 or size.channels % 2:
+            raise UsageError("nao-ws: need new_archs, epd_epochs, rerank_epochs >= 0 and an even channels")
+        if size.rerank_top < 1 or self.final_queries < 1:
+            raise UsageError("nao-ws: rerank_top and final_queries must be >= 1")
         if self.score_batches < 1 or self.random_new < 0 or not 0 < self.eta_step <= self.max_eta:
             raise UsageError("nao-ws: need score_batches >= 1, random_new >= 0 and 0 < eta_step <= max_eta")
         return size
@@ -168,7 +187,7 @@ class NAOWS(Method):
     #: the smoke-size final network by default; ``--space nao-cells`` is the paper's (N=6, F=36)
     default_spaces = {"cifar10": "nao-cells-n1f8"}
     conformance_tasks = ("cifar10",)
-    conformance_options = {"rerank_top": 1, "seed_archs": 4, "new_archs": 2, "epd_epochs": 2}
+    conformance_options = {"seed_archs": 4, "new_archs": 2, "epd_epochs": 2}
 
     @classmethod
     def incompatibility(cls, task: Task, space: Space) -> str | None:
@@ -200,6 +219,7 @@ class NAOWS(Method):
         from nasrepro.methods.nao.supernet import NAOSupernet
         from nasrepro.methods.nao.ws_controller import ControllerSettings
         from nasrepro.methods.nao.ws_module import WSSearchModule, WSSettings
+        from nasrepro.methods.nao.ws_rerank import rerank
 
         cfg: NAOWSConfig = self.config  # type: ignore[assignment]
         reason = self.incompatibility(run.task, run.space)
@@ -249,7 +269,8 @@ class NAOWS(Method):
             lr=cfg.epd_lr,
             weight_decay=cfg.epd_weight_decay,
         )
-        datamodule = run.task.datamodule(search_preset(run.task, preset, size), run.data_dir, run.seed)  # type: ignore[arg-type]
+        search = search_preset(run.task, preset, size)  # type: ignore[arg-type]
+        datamodule = run.task.datamodule(search, run.data_dir, run.seed)
         held_out = arch_loader(datamodule, size.arch_batch_size, run.seed)
         module = WSSearchModule(supernet, epd, space, codec, pool, held_out, settings, controller, run.seed)
         setup_seconds = time.perf_counter() - start
@@ -264,11 +285,25 @@ class NAOWS(Method):
             limit_val_batches=0,
         )
 
-        head = [
-            space.parse(a)
-            for a, _ in module.final_ranking[: int(min(size.rerank_top, run.evaluator.remaining))]
-        ]
-        queries = run.evaluator.query_many(head)
+        # NAO_V1 ``train_and_evaluate_top_on_cifar10``: the best few re-ranked by short training
+        start = time.perf_counter()
+        head = [space.parse(a) for a, _ in module.final_ranking[: size.rerank_top]]
+        ranked: list[tuple[Any, float | None]] = [(a, None) for a in head]
+        if len(head) > 1 and size.rerank_epochs > 0:
+            optimiser = {
+                "lr": cfg.lr,
+                "momentum": cfg.momentum,
+                "weight_decay": cfg.weight_decay,
+                "grad_clip": cfg.grad_clip,
+            }
+            ranked = rerank(run, search, datamodule, head, size.layers, size.channels, size.rerank_epochs,
+                            size.train_batches, size.rerank_eval_batches, optimiser)  # fmt: skip
+        rerank_seconds = time.perf_counter() - start
+        # the winner(s) trained from scratch by the run's evaluator: the derived network's final training
+        queries = run.evaluator.query_many(
+            [a for a, _ in ranked[: int(min(cfg.final_queries, run.evaluator.remaining))]]
+        )
+        overhead = setup_seconds + fit_seconds + rerank_seconds
         extra = {
             "search_preset": {"preset": preset, **dataclasses.asdict(size)},
             "eval_epochs": list(settings.eval_epochs),
@@ -277,12 +312,12 @@ class NAOWS(Method):
             "supernet_params": sum(p.numel() for p in supernet.parameters()),
             "rounds": module.rounds,
             "final_ranking_head": [[a, round(s, 4)] for a, s in module.final_ranking[:10]],
-            "reranked": [q.arch for q in queries],
+            "reranked": [[str(a), acc] for a, acc in ranked],
+            "final_queries": [q.arch for q in queries],
             "supernet_seconds": round(setup_seconds + fit_seconds, 3),
+            "rerank_seconds": round(rerank_seconds, 3),
         }
-        return SearchResult(
-            best_arch=run.evaluator.best().arch, extra=extra, overhead_seconds=setup_seconds + fit_seconds
-        )
+        return SearchResult(best_arch=run.evaluator.best().arch, extra=extra, overhead_seconds=overhead)
 
 
 def seed_pool(space: NaoCellSpace, run: Run, count: int) -> list[Any]:
