@@ -174,6 +174,25 @@ def test_controller_rounds_run_at_the_evaluation_points_and_renew_the_pool():
     assert first["ws_top"] in final
 
 
+def test_rerank_sorts_by_short_training_accuracy_with_a_seed_per_rank(monkeypatch):
+    from types import SimpleNamespace
+
+    from nasrepro.methods.nao import ws_rerank
+
+    archs = [SPACE.sample(np.random.default_rng(i)) for i in range(4)]
+    accuracy = {str(archs[0]): 20.0, str(archs[1]): 35.0, str(archs[2]): 20.0, str(archs[3]): 50.0}
+    seeds = []
+
+    def fake(run, search, datamodule, arch, layers, channels, epochs, train_batches, eval_batches, seed, opt):
+        seeds.append(seed)
+        return accuracy[str(arch)]
+
+    monkeypatch.setattr(ws_rerank, "short_training", fake)
+    ranked = ws_rerank.rerank(SimpleNamespace(seed=3), None, None, archs, 1, 8, 1, None, None, {})
+    assert [a for a, _ in ranked] == [archs[3], archs[1], archs[0], archs[2]]  # ties keep the WS order
+    assert len(set(seeds)) == 4
+
+
 def test_refuses_other_spaces_and_tasks():
     method = get_method("nao-ws")
     assert "5-op NAO-WS cell only" in method.incompatibility(get_task("cifar10"), get_space("naonet-cells"))
