@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
-# NAO (Luo et al., "Neural Architecture Optimization", NeurIPS 2018) on the NAS-Bench-201 tables.
+# NAO (Luo et al., "Neural Architecture Optimization", NeurIPS 2018) on the NAS-Bench-201 tables, and
+# NAO-WS (its weight-sharing variant) on CIFAR-10.
 #
 #   bash reproduce/nao.sh --preset smoke|cpu|paper [--out DIR]
 #
 # NAO's seed pool, EPD rounds and gradient-ascent generation over the NB201 cell, reward = validation
 # accuracy, next to random search and regularized evolution at the same unique-query budgets.
+#
+# NAO-WS (nasrepro/methods/nao/README.md, "NAO-WS"): supernet search over the 5-op NAO cell with
+# controller rounds, the top of the final pool re-ranked by short training, the winner trained from
+# scratch (one query: --budget 1) under the space's NAO_V1 optimiser; beside it, random search on the
+# same cell space with the same single final training.
+#   smoke: supernet N=1 F=8, 2 epochs of 2 batches; final network nao-cells-n1f8; 1 seed (seconds).
+#   cpu:   supernet N=1 F=16, 20 epochs on 2,560 images, 3 controller rounds; final network
+#          nao-cells-n1f8 (N=1, F=8) under the cpu recipe (10 epochs on 10,000 images); seeds 0-2,
+#          with random search at the same budget. ~1 h per seed estimated from single-step timings
+#          on 2 loaded cores (not run here).
+#   paper: NAO_V1's search (N=3 F=20, 150 epochs, 600 seeds, 4 rounds, top 5 re-ranked for 10 epochs),
+#          then NAONet-size training of the winner (nao-cells: N=6, F=36; 600 epochs, batch 128,
+#          dropout 0.4, Cutout 16). GPU; not run here. Auxiliary head and drop-path are not applied.
 #
 # smoke: seconds (what CI runs): nasbench201/cifar10, budget 20, 1 seed, a tiny EPD.
 # cpu:   the three NB201 tables x budgets 100 and 500 x 20 seeds, NAO's defaults (the committed
@@ -36,5 +50,15 @@ for task in $tables; do
         --preset "$table_preset" --out "$out" --wandb disabled
     done
   done
+done
+
+case "$preset" in
+  smoke) ws_space=nao-cells-n1f8; ws_seeds="0"; ws_baselines="" ;;
+  cpu) ws_space=nao-cells-n1f8; ws_seeds="0-2"; ws_baselines="random" ;;
+  paper) ws_space=nao-cells; ws_seeds="0"; ws_baselines="" ;;
+esac
+for method in nao-ws $ws_baselines; do
+  nasrepro search --method "$method" --task cifar10 --space "$ws_space" --seeds "$ws_seeds" --budget 1 \
+    --preset "$preset" --out "$out" --wandb disabled
 done
 nasrepro leaderboard --results "$out"
