@@ -7,6 +7,8 @@ state beyond its batch, is deterministic per seed, and spends its budget on regi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -157,3 +159,29 @@ def test_correlation_helpers():
     assert 0.2 <= lo < 0.5 < hi <= 0.8
     assert bootstrap([0.5], np.random.default_rng(0)) is None
     assert main(["--seeds", "a-b", "--out", "/dev/null"]) == 2
+
+
+def test_a_resumed_search_reuses_the_regions_it_trained(oracle, tmp_path, monkeypatch):
+    """Region checkpoints: a second attempt on the same artifacts folder trains no region again and
+    ends with the same record; a cached step whose region differs is a divergence, not a retrain."""
+    from nasrepro.errors import NasreproError
+    from nasrepro.methods.fade.region_cache import FILE
+
+    def search(budget=12):
+        space = HierarchicalSpace(stages=3, max_vertices=4)
+        evaluator = _EdgeCount(_Images(), space, budget=budget)
+        run = run_of(evaluator, seed=2, preset_name="smoke", artifacts_dir=tmp_path)
+        return evaluator, get_method("fade")({}).search(run)
+
+    first, first_result = search()
+    trained = []
+    monkeypatch.setattr(_Oracle, "train", lambda self, c, step: trained.append(step))
+    again, again_result = search()
+    assert trained == [] and again_result.extra["steps"] == first_result.extra["steps"]
+    assert [q.arch for q in again.history] == [q.arch for q in first.history]
+    cache = json.loads((tmp_path / FILE).read_text())
+    assert sorted(map(int, cache)) == list(range(len(first_result.extra["steps"])))
+    cache["0"]["region"][0][0] = "tampered"
+    (tmp_path / FILE).write_text(json.dumps(cache))
+    with pytest.raises(NasreproError, match="diverged at step 0"):
+        search()

@@ -32,6 +32,7 @@ from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
 from nasrepro.methods.fade.presets import REGION_PRESETS, RegionBudget
 from nasrepro.methods.fade.region import RegionView, region_view
+from nasrepro.methods.fade.region_cache import RegionCache
 
 
 @dataclass
@@ -191,13 +192,22 @@ class FaDE(Method):
         max_steps = cfg.steps if cfg.steps is not None else 4 * max(run.budget, 1)
         log: list[dict[str, Any]] = []
         overhead = 0.0
+        # a resumed search reuses the regions its interrupted attempt trained (identical by seeding)
+        regions = RegionCache(run.artifacts_dir)
         for step in range(max_steps):
             if evaluator.exhausted:
                 break
             candidates = region_candidates(view, batch, cfg.region_size, rng)
-            start = time.perf_counter()
-            ranks, report = trainer.train(candidates, step)
-            overhead += time.perf_counter() - start
+            region = [[view.unit_str(u) for u in units] for units in candidates]
+            cached = regions.get(step, region)
+            if cached is None:
+                start = time.perf_counter()
+                ranks, report = trainer.train(candidates, step)
+                seconds = time.perf_counter() - start
+                regions.put(step, region, ranks, report, seconds)
+            else:  # trained by the interrupted attempt: its time is this search's too
+                ranks, report, seconds = cached
+            overhead += seconds
             scores = path_scores(view, batch, candidates, ranks)
             member_ranks = batch_ranks(scores)
             queried = None
@@ -213,7 +223,7 @@ class FaDE(Method):
                     "scores": [round(s, 6) for s in scores],
                     "ranks": member_ranks,
                     "queried": queried,
-                    "candidates": [[view.unit_str(u) for u in units] for units in candidates],
+                    "candidates": region,
                     **report,
                 }
             )
