@@ -24,11 +24,13 @@ the checkpoint is loaded with ``weights_only=True``.
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader
@@ -188,3 +190,27 @@ def fit_supernet(
     trainer.fit(module, train_dataloaders=train_loader, ckpt_path=resume_from, weights_only=True)
     seconds = time.perf_counter() - start
     return seconds + (run.elapsed_before if resume_from is not None else 0.0)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states (torch, CUDA, numpy, Python) in `torch.load(weights_only=True)`-safe types
+    (tensors, ints, lists): a one-shot module saves them in its epoch checkpoint so that a resumed
+    fit draws the same architectures and batches as an uninterrupted one."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state` (CUDA states only when the device count matches)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))

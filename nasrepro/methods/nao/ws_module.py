@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from nasrepro.errors import UsageError
+from nasrepro.harness.oneshot import capture_rng_state, restore_rng_state
 from nasrepro.methods.nao.encoding import Codec
 from nasrepro.methods.nao.epd import EPD
 from nasrepro.methods.nao.supernet import NAOSupernet
@@ -210,8 +211,7 @@ class WSSearchModule(L.LightningModule):
             "final_ranking": [[a, s] for a, s in self.final_ranking],
             "sampler": self.sampler.get_state(),
             "held_out": generator.get_state() if generator is not None else None,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng": capture_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -222,10 +222,7 @@ class WSSearchModule(L.LightningModule):
         self.sampler.set_state(state["sampler"])
         if state["held_out"] is not None and self.held_out.generator is not None:
             self.held_out.generator.set_state(state["held_out"])
-        torch.set_rng_state(state["torch_rng"])
-        cuda = state["cuda_rng"]
-        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
+        restore_rng_state(state["rng"])
 
     def summary(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "final_pool": len(self.final_ranking)}

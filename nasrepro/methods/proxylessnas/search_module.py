@@ -42,14 +42,12 @@ exactly what an uninterrupted run draws.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,6 +55,7 @@ from torch.utils.data import DataLoader
 
 from nasrepro.errors import UsageError
 from nasrepro.harness.metrics import MIB, peak_training_memory
+from nasrepro.harness.oneshot import capture_rng_state, restore_rng_state
 from nasrepro.methods.proxylessnas.cost import RewardBaseline, make_regularizer, reinforce_reward
 from nasrepro.methods.proxylessnas.supernet import EdgeCosts, Supernet
 
@@ -182,28 +181,6 @@ def cosine_lr(lr_max: float, step: int, total: int) -> float:
 def spread(updates: int, batches: int) -> list[int]:
     """`updates` steps spread evenly over `batches` (released RL `get_update_schedule`)."""
     return [(i + 1) * updates // batches - i * updates // batches for i in range(batches)]
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """The global RNG states in `torch.load(weights_only=True)`-safe types (tensors, ints, lists)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-        "python": random.getstate(),
-    }
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of `capture_rng_state` (CUDA states only when the device count matches)."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
 
 
 def _weight_groups(supernet: Supernet, settings: SearchSettings) -> list[dict[str, Any]]:
