@@ -187,7 +187,7 @@ class NAOWS(Method):
     #: the smoke-size final network by default; ``--space nao-cells`` is the paper's (N=6, F=36)
     default_spaces = {"cifar10": "nao-cells-n1f8"}
     conformance_tasks = ("cifar10",)
-    conformance_options = {"seed_archs": 4, "new_archs": 2, "epd_epochs": 2}
+    conformance_options = {"seed_archs": 4, "new_archs": 2, "epd_epochs": 2, "epochs": 1, "rerank_top": 1}
 
     @classmethod
     def incompatibility(cls, task: Task, space: Space) -> str | None:
