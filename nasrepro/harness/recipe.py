@@ -74,6 +74,14 @@ class TrainRecipe:
     #: images of the training split held out for validation (the released ProxylessNAS
     #: ``--valid_size``); None: the task's own default split
     valid_size: int | None = None
+    #: weight of the auxiliary head's loss added to the training loss (Szegedy et al. 2015's
+    #: auxiliary classifiers, as NASNet, NAO and DARTS train with: 0.4 in NAO_V1 ``train_cifar.py``);
+    #: the network must offer the hook (`harness.model_hooks.AuxiliaryLogits`); 0: none
+    aux_weight: float = 0.0
+    #: drop-path probability reached by the end of training, scheduled linearly from 0 per epoch
+    #: (`harness.model_hooks.drop_path_at`; NAO_V1 keep 0.8 is 0.2); the network must offer the hook
+    #: (`harness.model_hooks.ScheduledDropPath`); 0: none
+    drop_path: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -122,6 +130,8 @@ OPTIONS: Mapping[str, Any] = {
     "cutout": 0,
     "color_jitter": None,
     "valid_size": None,
+    "aux_weight": 0.0,
+    "drop_path": 0.0,
 }
 #: `extra` keys that became recipe fields: an old key would otherwise be silently ignored
 MOVED_EXTRA: Mapping[str, str] = {
@@ -168,6 +178,16 @@ def check_options(recipe: TrainRecipe) -> None:
     ):
         raise UsageError(
             f"recipe field 'valid_size' must be a number of images >= 1 (or null), got {recipe.valid_size!r}"
+        )
+    if isinstance(recipe.aux_weight, bool) or not (
+        isinstance(recipe.aux_weight, int | float) and 0.0 <= recipe.aux_weight < math.inf
+    ):
+        raise UsageError(f"recipe field 'aux_weight' must be a loss weight >= 0, got {recipe.aux_weight!r}")
+    if isinstance(recipe.drop_path, bool) or not (
+        isinstance(recipe.drop_path, int | float) and 0.0 <= recipe.drop_path < 1.0
+    ):
+        raise UsageError(
+            f"recipe field 'drop_path' must be a probability in [0, 1), got {recipe.drop_path!r}"
         )
     if recipe.no_decay_keys is not None and not all(recipe.no_decay_keys.split("#")):
         raise UsageError(

@@ -197,8 +197,9 @@ class NaoCellSpace(Space):
 
     # --- networks --------------------------------------------------------------------------------
     def to_model(self, arch: ConvArch | str, task: Task) -> nn.Module:
-        """NAO_V1's ``NASNetworkCIFAR`` of `arch` (N = `layers`, F = `channels`), no auxiliary head
-        and no drop-path: the harness's image step trains logits alone (see the NAO README)."""
+        """NAO_V1's ``NASNetworkCIFAR`` of `arch` (N = `layers`, F = `channels`) without its
+        auxiliary head, which a recipe's `aux_weight` builds through the network's training hook
+        (as `drop_path` drives its drop-path), so params and FLOPs are the network's alone."""
         from nasrepro.spaces.nao_cells_net import NAONetwork
 
         return NAONetwork(
@@ -208,13 +209,15 @@ class NaoCellSpace(Space):
     def recipe_overrides(self, task: Task) -> dict[str, Any]:
         """NAO_V1 ``train_cifar.py``'s optimiser at every preset: SGD lr 0.025, momentum 0.9, L2 3e-4,
         cosine to 0, gradient-norm clip 5. Its 600 epochs, batch 128, dropout 0.4 and Cutout 16 are
-        the paper setting's, applied by NAO-WS's `final_recipe` at ``paper``."""
+        the paper setting's, applied by NAO-WS's `final_recipe` at ``paper``; its auxiliary loss
+        and drop-path by that `final_recipe` at every preset."""
         return {
             "optimizer": "sgd",
             "lr": 0.025,
             "momentum": 0.9,
             "weight_decay": 3e-4,
             "schedule": "cosine",
+            "milestones": (),  # the task's multistep epochs (CIFAR-10 paper preset) do not apply
             "grad_clip": 5.0,
         }
 

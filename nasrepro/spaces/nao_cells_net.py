@@ -17,8 +17,11 @@ Wiring (Luo et al. 2018, Sec. 4.1 and Appendix; NAO_V1):
 Drop-path (NAO_V1 ``apply_drop_path``): each branch's output is dropped per example with a keep
 probability that falls linearly with depth, ``1 - (l + 1) / L (1 - keep)`` for cell l of L, and again
 with training progress, ``1 - (step + 1) / steps (1 - that)``; a kept branch is divided by the keep
-probability. It needs the caller's step and step count (`forward(x, step)`, `total_steps`), which
-NAO-WS's supernet fit passes; the harness's image step calls ``model(x)`` and trains without it.
+probability. Two ways to drive it: NAO-WS's supernet fit passes the step (`forward(x, step)`,
+`total_steps`); the harness's image step sets the progress-ramped probability before each epoch
+(`set_drop_path`, `harness.model_hooks.ScheduledDropPath`), to which the network applies the depth
+factor. The auxiliary head is likewise built on request (`enable_auxiliary_head`,
+`harness.model_hooks.AuxiliaryLogits`), so the space's network measures without it.
 """
 
 from __future__ import annotations
@@ -214,8 +217,9 @@ class NAONetwork(nn.Module):
     """NAO_V1's ``NASNetworkCIFAR`` for one architecture: N = `layers`, F = `channels`.
 
     `dropout` is the classifier's (1 - ``keep_prob``); `auxiliary` adds the head whose logits
-    `forward_with_aux` returns in training; `drop_path` (a keep probability) with `total_steps`
-    enables NAO_V1's scheduled drop-path when `forward` is given the step.
+    `forward_with_aux` returns in training (or `enable_auxiliary_head` later); `drop_path` (a keep
+    probability) with `total_steps` enables NAO_V1's scheduled drop-path when `forward` is given the
+    step, and `set_drop_path` sets a per-epoch probability instead (the harness's training hooks).
     """
 
     def __init__(self, arch: ConvArch, num_classes: int = 10, layers: int = 6, channels: int = 36,
@@ -223,11 +227,14 @@ class NAONetwork(nn.Module):
                  total_steps: int | None = None, input_size: int = 32) -> None:  # fmt: skip
         super().__init__()
         self.arch, self.drop_path_keep, self.total_steps = arch, drop_path, total_steps
+        self.num_classes = num_classes
+        #: the deepest cell's drop probability of this epoch (`set_drop_path`); 0: none
+        self.drop_path_prob = 0.0
         stem = 3 * channels
         self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem))
         shapes = [(stem, input_size), (stem, input_size)]
         self.cells = nn.ModuleList()
-        self.aux_index = 2 * layers + 1 if auxiliary else None
+        self.aux_index = 2 * layers + 1
         self.aux_head: nn.Module | None = None
         for i, reduction in enumerate(stage_plan(layers)):
             if reduction:
@@ -238,17 +245,39 @@ class NAONetwork(nn.Module):
             self.cells.append(cell)
             shapes = [shapes[1], (cell.out_channels, hw1 // 2 if reduction else hw1)]
             if i == self.aux_index:
-                self.aux_head = AuxHead(cell.out_channels, num_classes)
+                self.aux_channels = cell.out_channels
+                if auxiliary:
+                    self.aux_head = AuxHead(cell.out_channels, num_classes)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(shapes[1][0], num_classes)
         for p in self.parameters():
             if p.dim() >= 2:
                 nn.init.kaiming_normal_(p)
 
+    def enable_auxiliary_head(self) -> None:
+        """Build NAO_V1's auxiliary head after the second reduction cell (if not built yet), Kaiming-
+        normal initialised like the rest, on the network's device (`model_hooks.AuxiliaryLogits`)."""
+        if self.aux_head is not None:
+            return
+        head = AuxHead(self.aux_channels, self.num_classes)
+        for p in head.parameters():
+            if p.dim() >= 2:
+                nn.init.kaiming_normal_(p)
+        self.aux_head = head.to(self.classifier.weight.device)
+
+    def set_drop_path(self, prob: float) -> None:
+        """This epoch's drop probability of the deepest cell; cell l of L drops with
+        ``(l + 1) / L * prob`` (NAO_V1 ``apply_drop_path``'s depth factor; `model_hooks.ScheduledDropPath`)."""
+        if not 0.0 <= prob < 1.0:
+            raise ValueError(f"a drop-path probability is in [0, 1), got {prob}")
+        self.drop_path_prob = float(prob)
+
     def _keep(self, layer: int, step: int | None) -> float:
-        if not self.training or self.drop_path_keep is None or step is None or not self.total_steps:
+        if not self.training:
             return 1.0
-        return drop_path_keep(self.drop_path_keep, layer, len(self.cells), step, self.total_steps)
+        if self.drop_path_keep is not None and step is not None and self.total_steps:
+            return drop_path_keep(self.drop_path_keep, layer, len(self.cells), step, self.total_steps)
+        return 1.0 - (layer + 1) / len(self.cells) * self.drop_path_prob
 
     def forward_with_aux(
         self, x: torch.Tensor, step: int | None = None

@@ -3,7 +3,9 @@
 Every network -- a reference ResNet, a searched architecture -- is trained and scored by this one
 module, so a difference in accuracy is a difference in architecture, not in training code. The
 recipe options both image tasks apply (`TrainRecipe`: label smoothing, no-decay keys, cutout,
-dropout, a multistep schedule) are implemented here once; colour jitter is ImageNet's own.
+dropout, a multistep schedule, an auxiliary loss, scheduled drop-path) are implemented here once;
+colour jitter is ImageNet's own. The auxiliary loss and drop-path act through hooks the network
+offers (`harness.model_hooks`); with neither set, the step trains `model(x)`'s logits alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from nasrepro.errors import UsageError
+from nasrepro.harness.model_hooks import check_hooks, drop_path_at
 from nasrepro.harness.recipe import (
     Preset,
     TrainRecipe,
@@ -27,7 +30,9 @@ from nasrepro.harness.recipe import (
 
 #: the recipe options both image tasks apply (`Task.recipe_options`; ImageNet adds colour jitter);
 #: `valid_size` is each task's datamodule's hold-out
-IMAGE_OPTIONS: frozenset[str] = frozenset({"label_smoothing", "no_decay_keys", "cutout", "valid_size"})
+IMAGE_OPTIONS: frozenset[str] = frozenset(
+    {"label_smoothing", "no_decay_keys", "cutout", "valid_size", "aux_weight", "drop_path"}
+)
 
 
 def cutout(images: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -87,9 +92,15 @@ def optimizers_for(params: Any, recipe: TrainRecipe, total_steps: float | None =
 class ImageClassificationModule(L.LightningModule):
     """Cross-entropy training; top-1 accuracy in percent (0-100) on the validation and test sets.
 
-    Logged at epoch end: `train/loss`, `val/loss`, `val/accuracy`, `test/loss`, `test/accuracy`.
-    Accuracy is a sample-weighted mean kept by torchmetrics, so it is exact over the whole split
-    and synchronised across processes under DDP.
+    Logged at epoch end: `train/loss`, `val/loss`, `val/accuracy`, `test/loss`, `test/accuracy`
+    (and `train/aux_loss` with an auxiliary head). Accuracy is a sample-weighted mean kept by
+    torchmetrics, so it is exact over the whole split and synchronised across processes under DDP.
+
+    With the recipe's `aux_weight` > 0 the training loss is ``CE(logits) + aux_weight *
+    CE(aux_logits)`` (NAO_V1 ``train_cifar.py``; the same criterion, label smoothing included, for
+    both heads); with `drop_path` > 0 the network's drop-path probability is set before each
+    training epoch by `drop_path_at`. Validation and test use `model(x)` in eval mode: no auxiliary
+    head, no drop-path.
     """
 
     def __init__(self, model: nn.Module, preset: Preset) -> None:
@@ -99,6 +110,11 @@ class ImageClassificationModule(L.LightningModule):
         self.label_smoothing = float(self.recipe.label_smoothing)
         if self.recipe.dropout > 0:
             set_dropout(model, self.recipe.dropout)
+        check_hooks(model, self.recipe)
+        self.aux_weight = float(self.recipe.aux_weight)
+        if self.aux_weight > 0:
+            model.enable_auxiliary_head()  # type: ignore[operator]
+            self.train_aux_loss = MeanMetric()
         self.train_loss = MeanMetric()
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
         self.eval_accuracy = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
@@ -106,12 +122,34 @@ class ImageClassificationModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def on_train_epoch_start(self) -> None:
+        if self.recipe.drop_path > 0:
+            prob = drop_path_at(self.recipe.drop_path, self.current_epoch, self.recipe.epochs)
+            self.model.set_drop_path(prob)  # type: ignore[operator]
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        loss = F.cross_entropy(self(images), labels, label_smoothing=self.label_smoothing)
+        if self.aux_weight > 0:
+            loss = self._loss_with_aux(images, labels)
+        else:
+            loss = F.cross_entropy(self(images), labels, label_smoothing=self.label_smoothing)
         self.train_loss.update(loss.detach(), weight=labels.numel())
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, batch_size=labels.numel())
         return loss
+
+    def _loss_with_aux(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits, aux = self.model.forward_with_aux(images)  # type: ignore[operator]
+        if aux is None:
+            raise RuntimeError(
+                f"{type(self.model).__name__}.forward_with_aux gave no auxiliary logits in training"
+            )
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        aux_loss = F.cross_entropy(aux, labels, label_smoothing=self.label_smoothing)
+        self.train_aux_loss.update(aux_loss.detach(), weight=labels.numel())
+        self.log(
+            "train/aux_loss", self.train_aux_loss, on_step=False, on_epoch=True, batch_size=labels.numel()
+        )
+        return loss + self.aux_weight * aux_loss
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         images, labels = batch
