@@ -166,3 +166,6 @@ def test_records_carry_the_charged_cost_and_the_methods_own_overhead(tmp_path, m
     cost = record["search_cost"]
     assert cost["charged_cost"] == pytest.approx(5.0) and cost["queries"] == 5
     assert cost["wall_seconds"] >= 1.0 > cost["method_overhead_seconds"]
+    # every answer is stamped with the search's clock, which starts after the set-up
+    stamps = [q["elapsed_seconds"] for q in record["history"]]
+    assert stamps == sorted(stamps) and 0 < stamps[-1] < cost["wall_seconds"] - 0.9

@@ -140,6 +140,7 @@ def run_search(req: SearchRequest) -> tuple[dict[str, Any], Path]:
             quiet=not req.progress,
         )
         search_started = time.monotonic()
+        evaluator.clock = lambda: checkpoint.elapsed_before + time.monotonic() - search_started
         result = method.search(run)
         search_wall = checkpoint.elapsed_before + time.monotonic() - search_started
     finally:

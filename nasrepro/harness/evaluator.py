@@ -63,6 +63,10 @@ class Query:
     status: Literal["ok", "failed"] = "ok"
     reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    #: seconds since the search began (earlier interrupted attempts included) when this answer was
+    #: booked: evaluations *and* the method's own compute, so searches compare at equal wall time
+    #: (NASBOT's protocol, fact sheet `nasbot.md`); None without a clock (library use, old records)
+    elapsed_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +135,7 @@ class Evaluator(ABC):
         "_tickets",
         "executor",
         "listeners",
+        "clock",
     )
 
     #: how a query's cost is defined; stored in every record
@@ -166,6 +171,8 @@ class Evaluator(ABC):
         #: where `submit` starts evaluations (subclasses that have one set it); None = here
         self.executor: Executor | None = None
         self.listeners = tuple(listeners)
+        #: seconds since the search began, stamped on every booked query (the runner sets it)
+        self.clock: Callable[[], float] | None = None
 
     # --- budget --------------------------------------------------------------------------------
     @property
@@ -377,6 +384,7 @@ class Evaluator(ABC):
             status=status,  # type: ignore[arg-type]
             reason=reason,
             metrics=outcome.metrics if outcome else {},
+            elapsed_seconds=None if self.clock is None else round(self.clock(), 6),
         )
         self.history.append(query)
         self._cache[key] = query

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from nasrepro.atomic import atomic_write_text
-from nasrepro.tracking import claims, cost, optima, pareto, ranks, readme_blocks, regret
+from nasrepro.tracking import claims, cost, equal_time, optima, pareto, ranks, readme_blocks, regret
 from nasrepro.tracking.record import Record
 from nasrepro.tracking.records import iter_loaded
 from nasrepro.tracking.stats import Verdict, verdicts
@@ -76,21 +76,39 @@ class Row:
         return name, tag.rstrip("]")
 
 
-def versus_random(rows: list[Row]) -> list[Verdict | None]:
-    """Each search row against random search at the same budget, preset, reward and variant tag
-    (`nasrepro.tracking.stats`); None for random search itself, trained rows and small n."""
+def random_baselines(rows: list[Row]) -> list[Row | None]:
+    """For each row, random search's row at the same budget, preset, reward and variant tag; None
+    for random search itself, random sampling, trained rows and rows without one."""
     baselines = {
-        (r.base_and_tag[1], r.preset, r.budget, r.reward): r.tests
+        (r.base_and_tag[1], r.preset, r.budget, r.reward): r
         for r in rows
         if r.base_and_tag[0] == "random" and r.budget is not None
     }
-    pairs = []
+    out: list[Row | None] = []
     for row in rows:
         name, tag = row.base_and_tag
-        baseline = baselines.get((tag, row.preset, row.budget, row.reward))
-        skip = name in ("random", "random-sampling") or row.budget is None or baseline is None
-        pairs.append(None if skip else (row.tests, baseline))
+        skip = name in ("random", "random-sampling") or row.budget is None
+        out.append(None if skip else baselines.get((tag, row.preset, row.budget, row.reward)))
+    return out
+
+
+def versus_random(rows: list[Row]) -> list[Verdict | None]:
+    """Each search row against random search at the same budget, preset, reward and variant tag
+    (`nasrepro.tracking.stats`); None for random search itself, trained rows and small n."""
+    pairs = [
+        None if b is None else (row.tests, b.tests)
+        for row, b in zip(rows, random_baselines(rows), strict=True)
+    ]
     return verdicts(pairs, larger_is_better=rows[0].direction == "max")
+
+
+def versus_random_at_equal_time(rows: list[Row]) -> list[equal_time.EqualTime | None]:
+    """The same pairs cut at equal wall time on the search clock (`nasrepro.tracking.equal_time`)."""
+    pairs = [
+        None if b is None else (row.records, b.records)
+        for row, b in zip(rows, random_baselines(rows), strict=True)
+    ]
+    return equal_time.compare(pairs, larger_is_better=rows[0].direction == "max")
 
 
 def flags(row: Row) -> str:
@@ -231,6 +249,7 @@ def render_markdown(
                 f"{verdict.render() if verdict else '—'} | {_cost(row)} | {paper} | {delta} | "
                 f"{flags(row) or '—'} |\n"
             )
+        out.write(equal_time.render([r.method for r in rows], versus_random_at_equal_time(rows)))
         names = _figure_names(task)
         if any(len(r.records[0].history) > 1 for r in rows):
             out.write(f"\n![best so far]({names[0]})\n")
@@ -500,7 +519,8 @@ def export_rows(
     final_regret = final_regret or {}
     out = []
     for task, rows in by_task.items():
-        for row, verdict in zip(rows, versus_random(rows), strict=True):
+        timed = versus_random_at_equal_time(rows)
+        for row, verdict, at_time in zip(rows, versus_random(rows), timed, strict=True):
             tests = row.tests
             regret_key = (task, row.method, row.preset, row.budget or 0)
             out.append(
@@ -521,6 +541,7 @@ def export_rows(
                     "final_test_regret_median": final_regret.get(regret_key),
                     "flags": flags(row),
                     **({f"vs_random_{k}": v for k, v in verdict.to_dict().items()} if verdict else {}),
+                    **(at_time.to_dict() if at_time else {}),
                 }
             )
     return out

@@ -46,6 +46,7 @@ VOLATILE_KEYS = frozenset(
     {
         "created",
         "wall_seconds",
+        "elapsed_seconds",
         "cost_seconds",
         "cumulative_cost",
         "device_hours",
