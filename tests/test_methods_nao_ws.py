@@ -200,7 +200,7 @@ def test_refuses_other_spaces_and_tasks():
     with pytest.raises(UsageError, match="scoring must be one of"):
         WSSettings(epochs=1, eval_epochs=(1,), scoring="best").check()
     assert method().final_recipe(get_task("cifar10"), "paper")["epochs"] == 600
-    assert method().final_recipe(get_task("cifar10"), "cpu") == {}
+    assert method().final_recipe(get_task("cifar10"), "cpu") == {"aux_weight": 0.4, "drop_path": 0.2}
 
 
 CONFIG = {"epochs": 3, "eval_every": 1, "train_batches": 2, "seed_archs": 5, "new_archs": 2, "top_k": 4,

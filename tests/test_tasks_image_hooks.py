@@ -209,3 +209,13 @@ def test_the_nao_network_trains_with_both_hooks_and_the_paper_recipe_builds():
     assert math.isfinite(float(trainer.callback_metrics["train/aux_loss"]))
     # the space's protocol at the CIFAR-10 paper preset (cosine; the task's multistep epochs cleared)
     assert training_preset(get_task("cifar10"), space, None, "paper").recipe.schedule == "cosine"
+
+
+def test_nao_ws_final_training_uses_the_auxiliary_loss_and_drop_path():
+    from nasrepro.methods.nao.ws_search import NAOWS
+
+    task, space = get_task("cifar10"), get_space("nao-cells-n1f8")
+    for preset in ("smoke", "cpu", "paper"):
+        trained = training_preset(task, space, NAOWS(), preset).recipe
+        assert (trained.aux_weight, trained.drop_path) == (0.4, 0.2)  # NAO_V1 train_cifar.py
+    assert training_preset(task, space, NAOWS(), "paper").recipe.epochs == 600

@@ -40,6 +40,8 @@ from nasrepro.spaces.nao_cells import WS_OPS, NaoCellSpace
 
 #: uniform draws per seed architecture when looking for distinct ones
 DRAW_TRIES = 1000
+#: NAO_V1 ``train_cifar.py``'s auxiliary loss weight and drop probability (1 - drop_path_keep_prob)
+FINAL_REGULARISERS = {"aux_weight": 0.4, "drop_path": 0.2}
 
 
 @dataclass(frozen=True)
@@ -203,12 +205,15 @@ class NAOWS(Method):
         return None
 
     def final_recipe(self, task: Task, preset_name: str) -> dict[str, Any]:
-        """At ``paper``: the rest of NAO_V1 ``train_cifar.py`` for NAONet-B-36 beyond the space's
-        optimiser -- 600 epochs, batch 128, dropout 0.4 (``keep_prob`` 0.6), Cutout 16. Its auxiliary
-        head (weight 0.4) and drop-path (keep 0.8) are not applied by the harness (README)."""
-        if preset_name != "paper":
-            return {}
-        return {"epochs": 600, "batch_size": 128, "dropout": 0.4, "cutout": 16}
+        """NAO_V1 ``train_cifar.py``'s regularisers of the derived network at every preset: the
+        auxiliary head's loss with weight 0.4 (``--use_aux_head``, ``loss += 0.4 * aux_loss``) and
+        drop-path keep 0.8 (drop 0.2, ramped up over training; `harness.model_hooks`). At ``paper``
+        also the rest beyond the space's optimiser: 600 epochs, batch 128, dropout 0.4 (``keep_prob``
+        0.6), Cutout 16. At ``smoke`` the preset's sizes still win (`recipe.with_overrides`)."""
+        recipe: dict[str, Any] = dict(FINAL_REGULARISERS)
+        if preset_name == "paper":
+            recipe.update(epochs=600, batch_size=128, dropout=0.4, cutout=16)
+        return recipe
 
     def search(self, run: Run) -> SearchResult:
         import lightning as L
