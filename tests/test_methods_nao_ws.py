@@ -183,14 +183,21 @@ def test_rerank_sorts_by_short_training_accuracy_with_a_seed_per_rank(monkeypatc
     accuracy = {str(archs[0]): 20.0, str(archs[1]): 35.0, str(archs[2]): 20.0, str(archs[3]): 50.0}
     seeds = []
 
-    def fake(run, search, datamodule, arch, layers, channels, epochs, train_batches, eval_batches, seed, opt):
+    def fake(run, search, datamodule, arch, spec, epochs, train_batches, eval_batches, seed):
         seeds.append(seed)
         return accuracy[str(arch)]
 
     monkeypatch.setattr(ws_rerank, "short_training", fake)
-    ranked = ws_rerank.rerank(SimpleNamespace(seed=3), None, None, archs, 1, 8, 1, None, None, {})
+    spec = ws_rerank.RerankSpec(build=lambda a: None, recipe_changes={})
+    ranked = ws_rerank.rerank(SimpleNamespace(seed=3), None, None, archs, spec, 1, None, None)
     assert [a for a, _ in ranked] == [archs[3], archs[1], archs[0], archs[2]]  # ties keep the WS order
     assert len(set(seeds)) == 4
+    # a metric to minimise (PTB's perplexity) sorts ascending, ties still in the WS order
+    spec = ws_rerank.RerankSpec(
+        build=lambda a: None, recipe_changes={}, metric="val/perplexity", maximise=False
+    )
+    ranked = ws_rerank.rerank(SimpleNamespace(seed=3), None, None, archs, spec, 1, None, None)
+    assert [a for a, _ in ranked] == [archs[0], archs[2], archs[1], archs[3]]
 
 
 def test_refuses_other_spaces_and_tasks():

@@ -16,7 +16,10 @@ embeds it with an LSTM and decodes it back. Token 0 is ``<sos>`` (= ``<eos>``, N
                keep NAO_V1's 2-token branches for both cell spaces, so one EPD shape serves both.
 ``ptb``        the DARTS-style recurrent cell (``NAO/rnn/utils.py``): 11 nodes, node i (0-based)
                takes one predecessor 0..i and an activation. Tokens pred + 1 (1-11), activation
-               + 12 (12-15); 22 tokens, vocabulary 16.
+               + 12 (12-15); 22 tokens, vocabulary 16. The architecture type, NAO's activation
+               numbering and the paper's cells live in `nasrepro.spaces.nao_rnn_cells` (the
+               registered ``nao-rnn-cells`` spaces; the NAO-WS code numbers activations 2 and 3
+               the other way round, see there).
 ``nasbench201`` the NAS-Bench-201 cell (`nasrepro.spaces.nasbench201`): its 6 edges' ops in NB201's
                edge order, op code + 1 (1-5); 6 tokens, vocabulary 6 (our addition, so NAO runs on
                a table).
@@ -49,6 +52,10 @@ from nasrepro.spaces.nao_cells import CONV_OPS as CONV_OPS  # re-exported
 from nasrepro.spaces.nao_cells import NAONET_A as NAONET_A
 from nasrepro.spaces.nao_cells import NAONET_B as NAONET_B
 from nasrepro.spaces.nao_cells import NODES, ConvArch, parse_conv_arch
+from nasrepro.spaces.nao_rnn_cells import ACTIVATIONS as ACTIVATIONS
+from nasrepro.spaces.nao_rnn_cells import NAO_PTB_CELL as NAO_PTB_CELL
+from nasrepro.spaces.nao_rnn_cells import NAO_WS_PTB_CELL as NAO_WS_PTB_CELL
+from nasrepro.spaces.nao_rnn_cells import RNN_STEPS, RecurrentArch, parse_recurrent_arch
 from nasrepro.spaces.nasbench201 import EDGES as NB201_EDGES
 from nasrepro.spaces.nasbench201 import OP_NAMES as NB201_OPS
 from nasrepro.spaces.nasbench201 import NB201Arch
@@ -258,21 +265,8 @@ CODECS.register("naonet")(ConvCellCodec("naonet", op_offset=5, num_ops=11))
 
 # --- the PTB recurrent cell ------------------------------------------------------------------------
 
-ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "identity", "sigmoid")
-RNN_STEPS = 11
 _PRED_TOKEN0 = 1
 _ACT_TOKEN0 = RNN_STEPS + 1  # 12
-
-
-@dataclass(frozen=True)
-class RecurrentArch:
-    """A recurrent cell: for each of the 11 nodes, (predecessor 0..i, activation name); node 0 of
-    the predecessors is the cell's first state s0 (DARTS ``genotypes.py`` convention)."""
-
-    nodes: tuple[tuple[int, str], ...]
-
-    def __str__(self) -> str:
-        return " ".join(f"{p} {ACTIVATIONS.index(a)}" for p, a in self.nodes)
 
 
 class RecurrentCellCodec(Codec[RecurrentArch]):
@@ -301,26 +295,12 @@ class RecurrentCellCodec(Codec[RecurrentArch]):
         )
 
     def parse(self, text: str) -> RecurrentArch:
-        where = "ptb recurrent-cell architecture"
-        ints = _ints(text, 2 * RNN_STEPS, where)
-        for j, v in enumerate(ints):
-            node = j // 2
-            if j % 2 == 0 and not 0 <= v <= node:
-                raise UsageError(
-                    f"{where}, item {j}: expected a predecessor 0-{node} of node {node}, got {v}"
-                )
-            if j % 2 == 1 and not 0 <= v < len(ACTIVATIONS):
-                raise UsageError(
-                    f"{where}, item {j}: expected an activation id 0-{len(ACTIVATIONS) - 1} ({', '.join(ACTIVATIONS)}), got {v}"
-                )
-        return RecurrentArch(tuple((ints[2 * i], ACTIVATIONS[ints[2 * i + 1]]) for i in range(RNN_STEPS)))
+        """The 22 integers in NAO's activation numbering (``NAO/rnn/utils.py``); the NAO-WS code
+        numbers 2 and 3 the other way round (`nasrepro.spaces.nao_rnn_cells.parse_nao_ws`)."""
+        return parse_recurrent_arch(text)
 
 
 CODECS.register("ptb")(RecurrentCellCodec())
-
-#: The paper's PTB cells: NAO (``NAO/rnn/train_ptb_final.sh``), NAO-WS (``NAO-WS/rnn/train_final.sh``).
-NAO_PTB_CELL = "0 1 0 1 1 1 3 0 4 1 4 1 5 1 1 1 7 1 1 1 1 2"
-NAO_WS_PTB_CELL = "0 1 1 1 2 2 1 2 4 1 4 1 4 1 7 1 8 2 1 0 4 1"
 
 
 # --- NAS-Bench-201 -------------------------------------------------------------------------------

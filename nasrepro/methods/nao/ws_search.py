@@ -1,5 +1,7 @@
-"""The registered method ``nao-ws``: NAO with weight sharing on CIFAR-10 (Luo et al. 2018, Sec. 3.4
-and 4.1.2; NAO_pytorch ``NAO_V1/train_search.py``).
+"""The registered method ``nao-ws``: NAO with weight sharing on CIFAR-10 and PTB (Luo et al. 2018,
+Sec. 3.4, 4.1.2 and 4.2; NAO_pytorch ``NAO_V1/train_search.py``, renqianluo/NAO
+``NAO-WS/rnn/train_search.py``). What differs per task (the cell space, supernet, held-out scoring,
+option defaults, re-ranking and final recipe) is a `ws_tasks.WSTask`, looked up once by task name.
 
 One search (`NAOWS.search`):
 
@@ -36,12 +38,11 @@ from nasrepro.harness.oneshot import PresetSizes
 from nasrepro.harness.run import Run
 from nasrepro.harness.space import Space
 from nasrepro.harness.task import Task
-from nasrepro.spaces.nao_cells import WS_OPS, NaoCellSpace
+from nasrepro.methods.nao.ws_tasks import FINAL_REGULARISERS as FINAL_REGULARISERS  # re-exported
+from nasrepro.methods.nao.ws_tasks import WS_TASKS, WSTask
 
 #: uniform draws per seed architecture when looking for distinct ones
 DRAW_TRIES = 1000
-#: NAO_V1 ``train_cifar.py``'s auxiliary loss weight and drop probability (1 - drop_path_keep_prob)
-FINAL_REGULARISERS = {"aux_weight": 0.4, "drop_path": 0.2}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class WSBudget:
     train_batches: int | None
     epochs: int
     eval_every: int
+    #: the supernet's size: N cells per stage and F channels (CIFAR-10); 1 and the hidden units (PTB)
     layers: int
     channels: int
     seed_archs: int
@@ -66,6 +68,9 @@ class WSBudget:
     rerank_top: int
     rerank_epochs: int
     rerank_eval_batches: int | None
+    #: uniform architectures added per round beside the generated ones (NAO_V1: 0; TF NAO-WS and
+    #: ``NAO-WS/rnn``: 50)
+    random_new: int = 0
     note: str = ""
 
 
@@ -91,12 +96,36 @@ WS_PRESETS: PresetSizes[WSBudget] = PresetSizes("nao-ws", {
         note="NAO_V1 NAO-WS search: N=3, F=20, 150 epochs scored every 30 (4 controller rounds), 600 "
         "seeds, 300 new from the top 100, EPD 1000 epochs per round, top 5 re-ranked after 10 epochs",
     ),
+    # PTB: ``arch_batch_size`` is the number of parallel validation streams of one scoring window
+    ("nao-rnn-cells", "smoke"): WSBudget(
+        batch_size=8, arch_batch_size=4, train_subset=None, train_batches=3, epochs=2, eval_every=1,
+        layers=1, channels=16, seed_archs=6, new_archs=3, top_k=6, epd_epochs=3,
+        rerank_top=2, rerank_epochs=1, rerank_eval_batches=1, random_new=1,
+        note="supernet with 16 hidden units; 2 epochs x 3 windows of 10 x 8 tokens, scored after each; "
+        "6 seeds, 3 new + 1 random; top 2 re-ranked after 1 epoch: seconds",
+    ),
+    ("nao-rnn-cells", "cpu"): WSBudget(
+        batch_size=64, arch_batch_size=64, train_subset=None, train_batches=100, epochs=12, eval_every=3,
+        layers=1, channels=64, seed_archs=50, new_archs=25, top_k=25, epd_epochs=100,
+        rerank_top=3, rerank_epochs=1, rerank_eval_batches=10, random_new=5,
+        note="supernet with 64 hidden units; 12 epochs of 100 windows of 35 x 64 tokens, scored every 3 "
+        "(3 controller rounds); 50 seeds, 25 new + 5 random per round; top 3 re-ranked after 1 epoch "
+        "(estimated, not run)",
+    ),
+    ("nao-rnn-cells", "paper"): WSBudget(
+        batch_size=256, arch_batch_size=256, train_subset=None, train_batches=None, epochs=1000, eval_every=200,
+        layers=1, channels=300, seed_archs=1000, new_archs=300, top_k=100, epd_epochs=1000,
+        rerank_top=1, rerank_epochs=0, rerank_eval_batches=None, random_new=50,
+        note="NAO-WS/rnn search: nhid 300, batch 256, 1000 epochs scored every 200 (4 controller rounds), "
+        "1000 seeds, 300 new from the top 100 + 50 random, EPD 1000 epochs; no re-ranking (the code has none)",
+    ),
 })  # fmt: skip
 
 
 @dataclass
 class NAOWSConfig(MethodConfig):
-    """NAO-WS options; None takes the preset's row (`WS_PRESETS`). Defaults: NAO_V1 ``train_search.py``."""
+    """NAO-WS options; None takes the preset's row (`WS_PRESETS`) or the task's released default
+    (`ws_tasks.WSOptions`: NAO_V1 ``train_search.py`` on CIFAR-10, ``NAO-WS/rnn`` on PTB)."""
 
     preset: str | None = None
     batch_size: int | None = None
@@ -124,26 +153,29 @@ class NAOWSConfig(MethodConfig):
     scoring: str = "faithful"
     score_batches: int = 1
     #: random architectures added per round beside the generated ones (TF NAO-WS: 50; NAO_V1: 0)
-    random_new: int = 0
-    # supernet training (NAO_V1 child_*)
-    lr: float = 0.025
-    lr_min: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
+    random_new: int | None = None
+    # supernet training (child_*; None: the task's `WSOptions`)
+    lr: float | None = None
+    lr_min: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    #: DARTS's temporal activation regularisation of the recurrent supernet (PTB: 1e-3)
+    tar_beta: float | None = None
     drop_path_keep: float | None = 0.9
     auxiliary: bool = False
     aux_weight: float = 0.4
     # controller (the NAO-WS CNN EPD, `epd.EPD` defaults; `ws_controller`)
     hidden_size: int = 96
-    mlp_layers: int = 3
+    mlp_layers: int | None = None
     mlp_hidden_size: int = 200
-    mlp_dropout: float = 0.1
+    mlp_dropout: float | None = None
+    encoder_dropout: float | None = None
     trade_off: float = 0.8
     epd_lr: float = 1e-3
     epd_weight_decay: float = 1e-4
     epd_batch_size: int = 100
-    max_eta: float = 50.0
+    max_eta: float | None = None
     eta_step: float = 1.0
     augment: bool = True
 
@@ -166,8 +198,8 @@ class NAOWSConfig(MethodConfig):
             raise UsageError("nao-ws: need new_archs, epd_epochs, rerank_epochs >= 0 and an even channels")
         if size.rerank_top < 1 or self.final_queries < 1:
             raise UsageError("nao-ws: rerank_top and final_queries must be >= 1")
-        if self.score_batches < 1 or self.random_new < 0 or not 0 < self.eta_step <= self.max_eta:
-            raise UsageError("nao-ws: need score_batches >= 1, random_new >= 0 and 0 < eta_step <= max_eta")
+        if self.score_batches < 1 or size.random_new < 0 or self.eta_step <= 0:
+            raise UsageError("nao-ws: need score_batches >= 1, random_new >= 0 and eta_step > 0")
         return size
 
 
@@ -185,9 +217,9 @@ class NAOWS(Method):
     Config = NAOWSConfig
     paper = "Luo, Tian, Qin, Chen & Liu, NeurIPS 2018"
     task_kinds = frozenset({"train"})
-    needs = frozenset({"nao-cells"})
-    #: the smoke-size final network by default; ``--space nao-cells`` is the paper's (N=6, F=36)
-    default_spaces = {"cifar10": "nao-cells-n1f8"}
+    needs = frozenset({"model"})
+    #: smoke-size final networks by default; ``--space nao-cells`` / ``nao-rnn-cells`` are the paper's
+    default_spaces = {"cifar10": "nao-cells-n1f8", "ptb": "nao-rnn-cells-h32"}
     conformance_tasks = ("cifar10",)
     conformance_options = {"seed_archs": 4, "new_archs": 2, "epd_epochs": 2, "epochs": 1, "rerank_top": 1}
 
@@ -196,51 +228,48 @@ class NAOWS(Method):
         reason = super().incompatibility(task, space)
         if reason is not None:
             return reason
-        if not isinstance(space, NaoCellSpace) or space.ops != WS_OPS:
+        if task.name not in WS_TASKS.names():
             return (
-                "has a supernet over the 5-op NAO-WS cell only (nao-cells, nao-cells-n2f16, nao-cells-n1f8)"
+                f"has supernets for {' and '.join(WS_TASKS.names())} only (CIFAR-10's 32x32 images, PTB's "
+                f"word streams), not {task.name}"
             )
-        if task.name != "cifar10":
-            return f"trains its supernet on CIFAR-10's 32x32 images, so it searches cifar10 only, not {task.name}"
-        return None
+        return WS_TASKS.get(task.name).incompatibility(space)
 
     def final_recipe(self, task: Task, preset_name: str) -> dict[str, Any]:
-        """NAO_V1 ``train_cifar.py``'s regularisers of the derived network at every preset: the
-        auxiliary head's loss with weight 0.4 (``--use_aux_head``, ``loss += 0.4 * aux_loss``) and
-        drop-path keep 0.8 (drop 0.2, ramped up over training; `harness.model_hooks`). At ``paper``
-        also the rest beyond the space's optimiser: 600 epochs, batch 128, dropout 0.4 (``keep_prob``
-        0.6), Cutout 16. At ``smoke`` the preset's sizes still win (`recipe.with_overrides`)."""
-        recipe: dict[str, Any] = dict(FINAL_REGULARISERS)
-        if preset_name == "paper":
-            recipe.update(epochs=600, batch_size=128, dropout=0.4, cutout=16)
-        return recipe
+        """The task's final-training settings beyond the space's optimiser (`WSTask.final_recipe`)."""
+        if task.name not in WS_TASKS.names():
+            return {}
+        return WS_TASKS.get(task.name).final_recipe(preset_name)
 
     def search(self, run: Run) -> SearchResult:
         import lightning as L
 
-        from nasrepro.harness.oneshot import arch_loader, fit_supernet, search_preset
+        from nasrepro.harness.oneshot import fit_supernet, search_preset
         from nasrepro.methods.nao.encoding import get_codec
         from nasrepro.methods.nao.epd import EPD
-        from nasrepro.methods.nao.supernet import NAOSupernet
         from nasrepro.methods.nao.ws_controller import ControllerSettings
-        from nasrepro.methods.nao.ws_module import WSSearchModule, WSSettings
+        from nasrepro.methods.nao.ws_module import WSSettings
         from nasrepro.methods.nao.ws_rerank import rerank
 
         cfg: NAOWSConfig = self.config  # type: ignore[assignment]
         reason = self.incompatibility(run.task, run.space)
         if reason is not None:  # the runner refuses this first; library use may not
             raise UsageError(f"nao-ws cannot search {run.space.name!r} on {run.task.name!r}: it {reason}")
-        space: NaoCellSpace = run.space  # type: ignore[assignment]
+        kind: WSTask = WS_TASKS.get(run.task.name)  # the one task lookup; objects from here on
+        space = run.space
         preset = cfg.preset or run.preset_name
-        size = cfg.size(WS_PRESETS.size("nao-cells", preset))
+        size = cfg.size(WS_PRESETS.size(kind.family, preset))
+        opts = kind.options(cfg)
+        if not cfg.eta_step <= opts.max_eta:
+            raise UsageError(f"nao-ws: need eta_step <= max_eta, got {cfg.eta_step} > {opts.max_eta}")
         settings = WSSettings(
             epochs=size.epochs,
             eval_epochs=eval_epochs(size.epochs, size.eval_every),
-            lr=cfg.lr,
-            lr_min=cfg.lr_min,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            grad_clip=cfg.grad_clip,
+            lr=opts.lr,
+            lr_min=opts.lr_min,
+            momentum=opts.momentum,
+            weight_decay=opts.weight_decay,
+            grad_clip=opts.grad_clip,
             aux_weight=cfg.aux_weight,
             sample_from=cfg.sample_from,
             scoring=cfg.scoring,
@@ -251,9 +280,9 @@ class NAOWS(Method):
             new_archs=size.new_archs,
             top_k=size.top_k,
             epd_epochs=size.epd_epochs,
-            random_new=cfg.random_new,
+            random_new=size.random_new,
             epd_batch_size=cfg.epd_batch_size,
-            max_eta=cfg.max_eta,
+            max_eta=opts.max_eta,
             eta_step=cfg.eta_step,
             augment=cfg.augment,
         )
@@ -261,23 +290,35 @@ class NAOWS(Method):
         start = time.perf_counter()
         L.seed_everything(run.seed, workers=True, verbose=False)
         pool = seed_pool(space, run, size.seed_archs)
-        codec = get_codec("nao-ws")
-        num_classes = int(getattr(run.task, "num_classes", 10))
-        supernet = NAOSupernet(size.layers, size.channels, num_classes, cfg.drop_path_keep, cfg.auxiliary)
+        codec = get_codec(kind.codec)
+        supernet = kind.supernet(run, space, size, cfg)
         epd = EPD(
             codec,
             hidden_size=cfg.hidden_size,
-            mlp_layers=cfg.mlp_layers,
+            tokens_per_step=kind.tokens_per_step,
+            encoder_dropout=opts.encoder_dropout,
+            mlp_layers=opts.mlp_layers,
             mlp_hidden_size=cfg.mlp_hidden_size,
-            mlp_dropout=cfg.mlp_dropout,
+            mlp_dropout=opts.mlp_dropout,
             trade_off=cfg.trade_off,
             lr=cfg.epd_lr,
             weight_decay=cfg.epd_weight_decay,
         )
         search = search_preset(run.task, preset, size)  # type: ignore[arg-type]
         datamodule = run.task.datamodule(search, run.data_dir, run.seed)
-        held_out = arch_loader(datamodule, size.arch_batch_size, run.seed)
-        module = WSSearchModule(supernet, epd, space, codec, pool, held_out, settings, controller, run.seed)
+        held_out = kind.held_out(datamodule, size, run.seed)
+        module = kind.module_class()(
+            supernet,
+            epd,
+            space,
+            codec,
+            pool,
+            held_out,
+            settings,
+            controller,
+            run.seed,
+            **kind.module_kwargs(opts),
+        )
         setup_seconds = time.perf_counter() - start
         fit_seconds = fit_supernet(
             run,
@@ -290,19 +331,14 @@ class NAOWS(Method):
             limit_val_batches=0,
         )
 
-        # NAO_V1 ``train_and_evaluate_top_on_cifar10``: the best few re-ranked by short training
+        # the best few re-ranked by short training (NAO_V1 ``train_and_evaluate_top_on_cifar10``)
         start = time.perf_counter()
         head = [space.parse(a) for a, _ in module.final_ranking[: size.rerank_top]]
         ranked: list[tuple[Any, float | None]] = [(a, None) for a in head]
         if len(head) > 1 and size.rerank_epochs > 0:
-            optimiser = {
-                "lr": cfg.lr,
-                "momentum": cfg.momentum,
-                "weight_decay": cfg.weight_decay,
-                "grad_clip": cfg.grad_clip,
-            }
-            ranked = rerank(run, search, datamodule, head, size.layers, size.channels, size.rerank_epochs,
-                            size.train_batches, size.rerank_eval_batches, optimiser)  # fmt: skip
+            spec = kind.rerank_spec(run, space, size, opts)
+            ranked = rerank(run, search, datamodule, head, spec, size.rerank_epochs, size.train_batches,  # type: ignore[assignment]
+                            size.rerank_eval_batches)  # fmt: skip
         rerank_seconds = time.perf_counter() - start
         # the winner(s) trained from scratch by the run's evaluator: the derived network's final training
         queries = run.evaluator.query_many(
@@ -311,13 +347,14 @@ class NAOWS(Method):
         overhead = setup_seconds + fit_seconds + rerank_seconds
         extra = {
             "search_preset": {"preset": preset, **dataclasses.asdict(size)},
+            "options": dataclasses.asdict(opts),
             "eval_epochs": list(settings.eval_epochs),
             "sample_from": cfg.sample_from,
             "scoring": cfg.scoring,
             "supernet_params": sum(p.numel() for p in supernet.parameters()),
             "rounds": module.rounds,
             "final_ranking_head": [[a, round(s, 4)] for a, s in module.final_ranking[:10]],
-            "reranked": [[str(a), acc] for a, acc in ranked],
+            "reranked": [[str(a), metric] for a, metric in ranked],
             "final_queries": [q.arch for q in queries],
             "supernet_seconds": round(setup_seconds + fit_seconds, 3),
             "rerank_seconds": round(rerank_seconds, 3),
@@ -325,8 +362,9 @@ class NAOWS(Method):
         return SearchResult(best_arch=run.evaluator.best().arch, extra=extra, overhead_seconds=overhead)
 
 
-def seed_pool(space: NaoCellSpace, run: Run, count: int) -> list[Any]:
-    """`count` distinct uniformly drawn architectures (NAO_V1 ``utils.generate_arch``), canonical."""
+def seed_pool(space: Space, run: Run, count: int) -> list[Any]:
+    """`count` distinct uniformly drawn architectures (``utils.generate_arch`` of NAO_V1 and
+    ``NAO-WS/rnn``), canonical."""
     rng, pool, keys = run.rng(1), [], set()
     for _ in range(count * DRAW_TRIES):
         if len(pool) == count:
