@@ -44,6 +44,9 @@ class TrainerFactory:
     def __call__(self, **overrides: Any) -> L.Trainer:
         import lightning as L
 
+        from nasrepro.harness.quiet import quiet_lightning
+
+        quiet_lightning()  # importing Lightning after an earlier call set its logger back to INFO
         settings: dict[str, Any] = {
             "accelerator": self.accelerator,
             "devices": self.devices,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from nasrepro.errors import EvaluationFailed, UsageError
+from nasrepro.harness.quiet import quiet_lightning
 from nasrepro.harness.recipe import Preset
 from nasrepro.harness.task import Task
 
@@ -97,6 +98,7 @@ def trainer_for(
     deterministic: bool = True,
 ) -> L.Trainer:
     """A Trainer configured by the preset's recipe; `accelerator="auto"` picks a GPU where there is one."""
+    quiet_lightning()  # again here: importing Lightning after an earlier call set its logger back to INFO
     recipe = preset.recipe
     return L.Trainer(
         max_epochs=recipe.epochs,
