@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # NAO (Luo et al., "Neural Architecture Optimization", NeurIPS 2018) on the NAS-Bench-201 tables, and
-# NAO-WS (its weight-sharing variant) on CIFAR-10.
+# NAO-WS (its weight-sharing variant) on CIFAR-10 and PTB.
 #
 #   bash reproduce/nao.sh --preset smoke|cpu|paper [--out DIR]
 #
@@ -19,6 +19,17 @@
 #   paper: NAO_V1's search (N=3 F=20, 150 epochs, 600 seeds, 4 rounds, top 5 re-ranked for 10 epochs),
 #          then NAONet-size training of the winner (nao-cells: N=6, F=36; 600 epochs, batch 128,
 #          dropout 0.4, Cutout 16). GPU; not run here. Auxiliary head and drop-path are not applied.
+#
+# NAO-WS on PTB (README, "NAO-WS on PTB"): supernet search over NAO's 11-node recurrent cell with
+# controller rounds, the winner's language model trained from scratch (--budget 1); beside it, random
+# search on the same cell space with the same single final training.
+#   smoke: supernet with 16 hidden units, 2 epochs of 3 windows; final LM nao-rnn-cells-h32 (seconds).
+#   cpu:   supernet with 64 hidden units, 12 epochs of 100 windows of 35 x 64 tokens, 3 controller
+#          rounds, top 3 re-ranked after 1 epoch; final LM nao-rnn-cells-h32 under the ptb cpu recipe
+#          (4 epochs of 200 windows) with the NAO/DARTS optimiser (SGD lr 20, clip 0.25); seeds 0-2.
+#   paper: NAO-WS/rnn's search (nhid 300, 1000 epochs scored every 200, 1000 seeds, 300 new + 50
+#          random per round), then the 850-unit LM of the winner for 4000 epochs (batch 64, bptt 35);
+#          GPU; not run here. ASGD, AR/TAR and variable bptt of the final training are not applied.
 #
 # smoke: seconds (what CI runs): nasbench201/cifar10, budget 20, 1 seed, a tiny EPD.
 # cpu:   the three NB201 tables x budgets 100 and 500 x 20 seeds, NAO's defaults (the committed
@@ -53,12 +64,14 @@ for task in $tables; do
 done
 
 case "$preset" in
-  smoke) ws_space=nao-cells-n1f8; ws_seeds="0"; ws_baselines="" ;;
-  cpu) ws_space=nao-cells-n1f8; ws_seeds="0-2"; ws_baselines="random" ;;
-  paper) ws_space=nao-cells; ws_seeds="0"; ws_baselines="" ;;
+  smoke) ws_space=nao-cells-n1f8; rnn_space=nao-rnn-cells-h32; ws_seeds="0"; ws_baselines="" ;;
+  cpu) ws_space=nao-cells-n1f8; rnn_space=nao-rnn-cells-h32; ws_seeds="0-2"; ws_baselines="random" ;;
+  paper) ws_space=nao-cells; rnn_space=nao-rnn-cells; ws_seeds="0"; ws_baselines="" ;;
 esac
 for method in nao-ws $ws_baselines; do
   nasrepro search --method "$method" --task cifar10 --space "$ws_space" --seeds "$ws_seeds" --budget 1 \
+    --preset "$preset" --out "$out" --wandb disabled
+  nasrepro search --method "$method" --task ptb --space "$rnn_space" --seeds "$ws_seeds" --budget 1 \
     --preset "$preset" --out "$out" --wandb disabled
 done
 nasrepro leaderboard --results "$out"

@@ -220,7 +220,7 @@ class NAOWS(Method):
     needs = frozenset({"model"})
     #: smoke-size final networks by default; ``--space nao-cells`` / ``nao-rnn-cells`` are the paper's
     default_spaces = {"cifar10": "nao-cells-n1f8", "ptb": "nao-rnn-cells-h32"}
-    conformance_tasks = ("cifar10",)
+    conformance_tasks = ("cifar10", "ptb")
     conformance_options = {"seed_archs": 4, "new_archs": 2, "epd_epochs": 2, "epochs": 1, "rerank_top": 1}
 
     @classmethod
