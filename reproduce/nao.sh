@@ -27,6 +27,7 @@
 #   cpu:   supernet with 64 hidden units, 12 epochs of 100 windows of 35 x 64 tokens, 3 controller
 #          rounds, top 3 re-ranked after 1 epoch; final LM nao-rnn-cells-h32 under the ptb cpu recipe
 #          (4 epochs of 200 windows) with the NAO/DARTS optimiser (SGD lr 20, clip 0.25); seeds 0-2.
+#          ~21 min per seed measured (seed 0 on 2 loaded cores), random search ~2 min per seed.
 #   paper: NAO-WS/rnn's search (nhid 300, 1000 epochs scored every 200, 1000 seeds, 300 new + 50
 #          random per round), then the 850-unit LM of the winner for 4000 epochs (batch 64, bptt 35);
 #          GPU; not run here. ASGD, AR/TAR and variable bptt of the final training are not applied.
