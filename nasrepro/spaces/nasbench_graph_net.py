@@ -58,6 +58,12 @@ class GraphDAGNet(nn.Module):
     owns a BatchNorm, used or not, as in the original, so parameter counts match the tables' ``para``
     exactly (checked in the tests for every dataset). Verified: structure, dims, parameter counts.
     Not verifiable from the tables: GAT head split, the order of ops inside a node.
+
+    With `sparse_inputs` (the default) the input dropout draws its mask for the non-zero features
+    only and the linear layers that read the raw features multiply their sparse twin
+    (`nasrepro.spaces.sparse_inputs`): the same network, the same dropout law and, without dropout,
+    the same outputs up to float rounding; only the random stream differs. `sparse_inputs=False` is
+    the generation code's dense path.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class GraphDAGNet(nn.Module):
         num_pre: int = 0,
         num_pro: int = 1,
         normalize: bool = True,
+        sparse_inputs: bool = True,
     ) -> None:
         super().__init__()
         check_learnable(arch)
@@ -87,6 +94,15 @@ class GraphDAGNet(nn.Module):
             builders[op](in_dim if raw[link] else dim, dim, normalize)
             for link, op in zip(arch.links, arch.ops, strict=True)
         )
+        #: the raw features' sparse twin (None: the benchmark's dense code path)
+        self.features = None
+        if sparse_inputs:  # the same function, with sparse products where the raw features enter
+            from nasrepro.spaces.sparse_inputs import SparseFeatures, sparsify_input_linears
+
+            self.features = SparseFeatures()
+            readers = [op for op, link in zip(self.ops, arch.links, strict=True) if raw[link]]
+            for module in [*self.pre[:1], *readers]:
+                sparsify_input_linears(module, in_dim, self.features)
         self.norms = nn.ModuleList(nn.BatchNorm1d(dim) for _ in arch.ops)
         used = set(arch.links)
         self.leaves = tuple(k for k in range(1, N_NODES + 1) if k not in used)
@@ -104,7 +120,10 @@ class GraphDAGNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        if self.features is not None:
+            x = self.features.dropout(x, p=self.dropout, training=self.training)
+        else:
+            x = F.dropout(x, p=self.dropout, training=self.training)
         states = [self._stack(self.pre, x)]
         for link, op, norm, pre in zip(self.links, self.ops, self.norms, self.preactivate, strict=True):
             h = states[link]
