@@ -76,3 +76,11 @@ def test_tables_without_a_clock_get_no_equal_time_block():
     ]
     assert versus_random_at_equal_time(rows) == [None, None]
     assert "At equal wall time" not in render_markdown({"toy": rows}, {})
+
+
+def test_regression_errors_keep_significant_digits_on_the_leaderboard():
+    from nasrepro.tracking.stats import mean_std
+
+    assert mean_std([0.0123, 0.0125]) == "0.0124 ± 0.00014"  # not "0.01 ± 0.00"
+    assert mean_std([93.1, 93.5]) == "93.30 ± 0.28"
+    assert mean_std([0.5]) == "0.5" and mean_std([]) == "—"

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nasrepro.tracking.record import Record
-from nasrepro.tracking.stats import Verdict, verdicts
+from nasrepro.tracking.stats import Verdict, mean_std, verdicts
 
 
 def cutoff(records: Sequence[Record]) -> float | None:
@@ -94,8 +94,8 @@ def compare(
 def render(names: Sequence[str], compared: Sequence[EqualTime | None]) -> str:
     """The markdown block under a task's table; empty when no row has a clocked comparison."""
     lines = [
-        f"| {name} | {c.seconds:.0f} | {_mean_std(c.tests)} (n={len(c.tests)}) | "
-        f"{_mean_std(c.baseline)} (n={len(c.baseline)}) | {c.verdict.render() if c.verdict else '—'} |"
+        f"| {name} | {c.seconds:.0f} | {mean_std(c.tests)} (n={len(c.tests)}) | "
+        f"{mean_std(c.baseline)} (n={len(c.baseline)}) | {c.verdict.render() if c.verdict else '—'} |"
         for name, c in zip(names, compared, strict=True)
         if c is not None
     ]
@@ -109,11 +109,3 @@ def render(names: Sequence[str], compared: Sequence[EqualTime | None]) -> str:
         "|---|---|---|---|---|\n"
     )
     return head + "\n".join(lines) + "\n"
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.3g}"
-    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"

@@ -31,7 +31,7 @@ from nasrepro.atomic import atomic_write_text
 from nasrepro.tracking import claims, cost, equal_time, optima, pareto, ranks, readme_blocks, regret
 from nasrepro.tracking.record import Record
 from nasrepro.tracking.records import iter_loaded
-from nasrepro.tracking.stats import Verdict, verdicts
+from nasrepro.tracking.stats import Verdict, mean_std, verdicts
 
 METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
 #: the repository's own results folder: only its leaderboard rewrites the method READMEs' blocks
@@ -159,14 +159,6 @@ def group(records: Iterable[Record]) -> dict[str, list[Row]]:
     return dict(sorted(by_task.items()))
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def _relative_improvement(row: Row, rows: list[Row]) -> str:
     base = [t for r in rows if r.method == "random-sampling" and r.reward == row.reward for t in r.tests]
     if not base or not row.tests or row.method == "random-sampling":
@@ -245,7 +237,7 @@ def render_markdown(
             incumbent = f" {pareto.render(row.records)} |" if costs else ""
             out.write(
                 f"| {row.method} | {row.preset} | {scale} | {row.budget or '—'} | {row.reward} | "
-                f"{len(row.records)} | {_mean_std(row.tests)} |{incumbent} {_relative_improvement(row, rows)} | "
+                f"{len(row.records)} | {mean_std(row.tests)} |{incumbent} {_relative_improvement(row, rows)} | "
                 f"{verdict.render() if verdict else '—'} | {_cost(row)} | {paper} | {delta} | "
                 f"{flags(row) or '—'} |\n"
             )
@@ -476,7 +468,7 @@ def _block_renderer(by_task: dict[str, list[Row]], judged: list[claims.Judged]) 
             row.preset,
             str(row.budget or "—"),
             str(len(row.records)),
-            _mean_std(row.tests),
+            mean_std(row.tests),
             verdict.render() if verdict else "—",
             _cost(row),
         ]

@@ -10,6 +10,7 @@ below `ALPHA`; with fewer than `MIN_SEEDS` seeds on either side there is no test
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,3 +93,16 @@ def verdicts(
         xs, ys = pair  # type: ignore[misc]
         out.append(Verdict(raw[i], adjusted[i], vargha_delaney(xs, ys, larger_is_better), len(xs), len(ys)))
     return out
+
+
+def mean_std(values: list[float]) -> str:
+    """Two decimals for accuracies and perplexities; three significant digits below 1 (regression
+    MSE), where two decimals would print 0.01 ± 0.00."""
+    if not values:
+        return "—"
+    mean = statistics.mean(values)
+    small = max(abs(v) for v in values) < 1.0
+    if len(values) == 1:
+        return f"{mean:.3g}" if small else f"{mean:.2f}"
+    std = statistics.stdev(values)
+    return f"{mean:.3g} ± {std:.2g}" if small else f"{mean:.2f} ± {std:.2f}"
