@@ -8,7 +8,10 @@ Sampling: `n` architectures stratified by the table's *validation* accuracy (one
 equal-count strata, drawn with a fixed seed), so the sample covers the table's range without being
 picked on test noise. Each is trained by `nasrepro evaluate` under the space's protocol -- for
 NAS-Bench-Graph the benchmark's own (raw features, its optimiser, the epoch of lowest validation
-loss, the mean over 3 seeds) -- one record per architecture, kept, so rerunning resumes.
+loss, the mean over 3 seeds) -- one record per architecture, kept, so rerunning resumes. Records
+made from `e4008f7` on train NAS-Bench-Graph's network with sparse raw features (the same network
+and dropout law, a different random stream, about 2x faster; `nasrepro.spaces.sparse_inputs`); the
+earlier ones with the dense path. Each record names its commit.
 
 Statistics, from those records alone: Kendall's tau and Spearman's rho between our mean test accuracy
 and the table's, with percentile-bootstrap 95% intervals (resampling architectures), over the whole
