@@ -208,8 +208,11 @@ def render(judged: Sequence[Judged]) -> str:
         if j.ours is None:
             ours, delta = "—", "—"
         else:
-            ours = f"{j.ours:.2f}" + (f" ± {j.ours_std:.2f}" if j.ours_std is not None else "")
-            delta = f"{j.ours - c.value:+.2f}"
+            small = abs(j.ours) < 1.0  # regression MSE: significant digits, as the task tables
+            ours = f"{j.ours:.3g}" if small else f"{j.ours:.2f}"
+            if j.ours_std is not None:
+                ours += f" ± {j.ours_std:.2g}" if small else f" ± {j.ours_std:.2f}"
+            delta = f"{j.ours - c.value:+.3g}" if small else f"{j.ours - c.value:+.2f}"
         lines.append(
             f"| {c.method} | {c.task} | {c.row} | {claim} | {ours} | {j.n or '—'} | {j.preset or '—'} "
             f"| {delta} | {j.verdict} | {c.citation} |"
