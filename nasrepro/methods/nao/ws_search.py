@@ -110,7 +110,7 @@ WS_PRESETS: PresetSizes[WSBudget] = PresetSizes("nao-ws", {
         rerank_top=3, rerank_epochs=1, rerank_eval_batches=10, random_new=5,
         note="supernet with 64 hidden units; 12 epochs of 100 windows of 35 x 64 tokens, scored every 3 "
         "(3 controller rounds); 50 seeds, 25 new + 5 random per round; top 3 re-ranked after 1 epoch "
-        "(estimated, not run)",
+        "(about 36 min per seed with two seeds on 2 loaded cores)",
     ),
     ("nao-rnn-cells", "paper"): WSBudget(
         batch_size=256, arch_batch_size=256, train_subset=None, train_batches=None, epochs=1000, eval_every=200,
