@@ -245,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         default="0/1",
         help="K/N: train only every N-th architecture from the K-th, so N processes share the sample",
     )
+    parser.add_argument(
+        "--order",
+        default="top-first",
+        choices=["top-first", "bottom-first"],
+        help="training order of the strata (top-first: the top quartile, where searches operate, is "
+        "measured first, so a partial study says most where it matters); results do not depend on it",
+    )
     args = parser.parse_args(argv)
     if args.n < 4:
         parser.error(f"--n must be at least 4, got {args.n}")
@@ -256,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     out, table_task = Path(args.out), get_task(args.table)
     space = args.table.split("/")[0]
     if not args.summarise_only:
-        for arch in stratified_archs(table_task, args.n)[shard::shards]:
+        archs = stratified_archs(table_task, args.n)
+        if args.order == "top-first":
+            archs = archs[::-1]
+        for arch in archs[shard::shards]:
             req = EvaluateRequest(
                 task=args.task, arch=arch, preset=args.preset, seed=0, out=out, wandb="disabled", space=space
             )
