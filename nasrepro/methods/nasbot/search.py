@@ -67,7 +67,8 @@ class NASBOT(Method):
     Config = NASBOTConfig
     paper = "Kandasamy, Neiswanger, Schneider, Poczos & Xing, NeurIPS 2018"
     task_kinds = frozenset({"table", "train"})
-    default_spaces = {"uci/*": "nasbot-mlp"}
+    #: the paper's two live settings: MLPs on UCI regression, CNNs on CIFAR-10 (Sec. 5)
+    default_spaces = {"uci/*": "nasbot-mlp", "cifar10": "nasbot-cnn"}
     conformance_options = {"init_evals": 4, "hp_samples": 200, "acq_min": 10, "acq_max": 20}
     conformance_tasks = ("nasbench201/cifar10",)
 
@@ -79,7 +80,7 @@ class NASBOT(Method):
         if found is None and view_for(space) is None:
             return (
                 f"needs a layer-graph view of its space for the OTMANN kernel; {space.name!r} has none "
-                "(NASBOT searches nasbot-mlp and nasbench201)"
+                "(NASBOT searches nasbot-mlp, nasbot-cnn and nasbench201)"
             )
         return found
 
