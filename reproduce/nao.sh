@@ -30,7 +30,9 @@
 #          ~21 min per seed measured (seed 0 on 2 loaded cores), random search ~2 min per seed.
 #   paper: NAO-WS/rnn's search (nhid 300, 1000 epochs scored every 200, 1000 seeds, 300 new + 50
 #          random per round), then the 850-unit LM of the winner for 4000 epochs (batch 64, bptt 35);
-#          GPU; not run here. ASGD, AR/TAR and variable bptt of the final training are not applied.
+#          GPU; not run here. The final training uses the code's schedule (ptb lm_schedule: darts:
+#          switch to averaged SGD after 5 non-improving validations, TAR 1e-3, variable bptt,
+#          scored at the least validation loss); smoke and cpu keep the task's plain schedule.
 #
 # smoke: seconds (what CI runs): nasbench201/cifar10, budget 20, 1 seed, a tiny EPD.
 # cpu:   the three NB201 tables x budgets 100 and 500 x 20 seeds, NAO's defaults (the committed

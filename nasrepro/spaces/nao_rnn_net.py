@@ -55,7 +55,9 @@ class RecurrentLMBase(nn.Module):
     """Embedding, dropouts, unrolling and the tied decoder; subclasses provide the cell's step.
 
     ``unroll(tokens, hidden, step)`` returns (logits, last hidden, raw cell outputs): the raw
-    outputs (before the output dropout) are what DARTS's temporal activation regularisation reads.
+    outputs (before the output dropout) are what DARTS's temporal activation regularisation reads;
+    ``unroll_activations`` adds the dropped outputs (after it), which activation regularisation reads
+    (DARTS ``model.py``: ``rnn_hs``, ``dropped_rnn_hs``).
     """
 
     def __init__(self, vocab_size: int, size: LMSize) -> None:
@@ -87,6 +89,12 @@ class RecurrentLMBase(nn.Module):
         return emb
 
     def unroll(self, tokens: Tensor, hidden: Tensor | None, step: Step) -> tuple[Tensor, Tensor, Tensor]:
+        logits, hidden, raw, _ = self.unroll_activations(tokens, hidden, step)
+        return logits, hidden, raw
+
+    def unroll_activations(
+        self, tokens: Tensor, hidden: Tensor | None, step: Step
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         if hidden is None:
             hidden = self.init_hidden(tokens.shape[1])
         emb = self.embed(tokens)
@@ -105,7 +113,7 @@ class RecurrentLMBase(nn.Module):
         if self.training:
             mask = variational_mask(raw, (1, batch, self.nhid), self.size.dropout)
             out = raw if mask is None else raw * mask
-        return self.decoder(out), h.unsqueeze(0), raw
+        return self.decoder(out), h.unsqueeze(0), raw, out
 
     def start(self, x: Tensor, h_prev: Tensor, x_mask: Tensor | None, h_mask: Tensor | None) -> Tensor:
         """s0 = h + sigmoid(c0) * (tanh(h0) - h), [c0, h0] = [x, h] W0, with the window's masks on
@@ -137,3 +145,9 @@ class CellLanguageModel(RecurrentLMBase):
     def forward(self, tokens: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logits, hidden, _ = self.unroll(tokens, hidden, self.step)
         return logits, hidden
+
+    def forward_with_activations(
+        self, tokens: Tensor, hidden: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(logits, hidden, raw, dropped) for AR/TAR (`nasrepro.tasks.lm_schedule.ActivationOutputs`)."""
+        return self.unroll_activations(tokens, hidden, self.step)

@@ -10,6 +10,8 @@ stream cut into `batch_size` parallel streams ("batchify"), read in consecutive 
 tokens; the recurrent state is carried from window to window and detached (truncated BPTT) and
 reset to zero at each epoch. Metric: perplexity, exp of the token-averaged cross-entropy, on the
 validation stream (eval batch 10) and the test stream (batch 1, as AWD-LSTM and its successors).
+`extra["lm_schedule"]` (recorded with every preset): `plain`, the above; `darts`, AWD-LSTM's NT-ASGD,
+AR/TAR and variable windows as DARTS and NAO train their final language models (`lm_schedule`).
 """
 
 from __future__ import annotations
@@ -148,12 +150,14 @@ class PTBDataModule(L.LightningDataModule):
 
     Batch sizes: `recipe.batch_size` for training, `extra["eval_batch_size"]` (default 10) for
     validation and `extra["test_batch_size"]` (default 1) for test; `extra["bptt"]` (default 35).
-    Under DDP the eval streams must not be sharded, so evaluate on one device.
+    Under `extra["lm_schedule"]: darts` with `variable_bptt` the training windows have drawn lengths
+    (`lm_schedule.VariableWindowSampler`, seeded by `seed`). Under DDP the eval streams must not be
+    sharded, so evaluate on one device.
     """
 
-    def __init__(self, corpus: Corpus, recipe: TrainRecipe) -> None:
+    def __init__(self, corpus: Corpus, recipe: TrainRecipe, seed: int = 0) -> None:
         super().__init__()
-        self.corpus, self.recipe = corpus, recipe
+        self.corpus, self.recipe, self.seed = corpus, recipe, seed
         self.bptt = int(recipe.extra.get("bptt", 35))
         self.batch_sizes = {
             "train": recipe.batch_size,
@@ -166,7 +170,14 @@ class PTBDataModule(L.LightningDataModule):
         return DataLoader(BPTTWindows(data, self.bptt), batch_size=None, shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        from nasrepro.tasks.lm_schedule import StreamWindows, VariableWindowSampler, schedule_of
+
+        schedule = schedule_of(self.recipe)
+        if schedule is None or not schedule.variable_bptt:
+            return self._loader("train")
+        data = batchify(self.corpus.train, self.batch_sizes["train"])
+        sampler = VariableWindowSampler(len(data), self.bptt, self.seed, schedule.max_seq_len_delta)
+        return DataLoader(StreamWindows(data), batch_size=None, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("valid")
@@ -205,6 +216,9 @@ class LanguageModelModule(L.LightningModule):
         inputs, targets = batch
         logits, hidden = self(inputs, self._hidden.get(stage))
         self._hidden[stage] = detach_hidden(hidden)
+        return self._cross_entropy(logits, targets, stage)
+
+    def _cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, stage: str) -> torch.Tensor:
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         self.sums[f"{stage}_nll"].update(loss.detach() * targets.numel())
         self.sums[f"{stage}_tokens"].update(targets.numel())
@@ -277,7 +291,8 @@ class LanguageModelModule(L.LightningModule):
 def _presets() -> dict[str, Preset]:
     """`paper`: Zaremba et al. (2014) "medium": SGD lr 1, 39 epochs, lr / 1.2 per epoch after epoch 6,
     gradient norm 5, 35 unrolled steps, batch 20."""
-    extra = {"bptt": 35, "lr_decay": 1.2, "lr_decay_start": 6, "eval_batch_size": 10, "test_batch_size": 1}
+    extra = {"bptt": 35, "lr_decay": 1.2, "lr_decay_start": 6, "eval_batch_size": 10, "test_batch_size": 1,
+             "lm_schedule": "plain"}  # fmt: skip
     paper = TrainRecipe(
         epochs=39,
         lr=1.0,
@@ -339,10 +354,22 @@ class PTBTask(Task):
         return self._corpus[key]
 
     def datamodule(self, preset: Preset, data_dir: Path, seed: int) -> PTBDataModule:
-        return PTBDataModule(self.corpus(data_dir), preset.recipe)
+        return PTBDataModule(self.corpus(data_dir), preset.recipe, seed)
 
     def lightning_module(self, model: nn.Module, preset: Preset) -> L.LightningModule:
-        return LanguageModelModule(model, preset)
+        """`LanguageModelModule`, or under `extra["lm_schedule"]: darts` its AWD-LSTM/DARTS variant."""
+        from nasrepro.tasks.lm_schedule import DartsLanguageModelModule, schedule_of
+
+        if schedule_of(preset.recipe) is None:
+            return LanguageModelModule(model, preset)
+        return DartsLanguageModelModule(model, preset)
+
+    def check_recipe(self, recipe: TrainRecipe) -> None:
+        """Also refuse an unknown `lm_schedule` or settings it would not apply (`lm_schedule.schedule_of`)."""
+        from nasrepro.tasks.lm_schedule import schedule_of
+
+        super().check_recipe(recipe)
+        schedule_of(recipe)
 
     def example_input(self, batch_size: int = 1) -> tuple[Any, ...]:
         """One window of `bptt` = 35 tokens, time-major; the state defaults to zero (`hidden=None`)."""
@@ -355,6 +382,7 @@ class PTBTask(Task):
             "lr_decay_start": 4,
             "eval_batch_size": 10,
             "test_batch_size": 1,
+            "lm_schedule": "plain",
         }
         return {
             "lstm": ReferenceArch(

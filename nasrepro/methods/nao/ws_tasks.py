@@ -204,13 +204,17 @@ class LanguageWS(WSTask):
 
     def final_recipe(self, preset_name: str) -> dict[str, Any]:
         """At ``paper``: ``NAO-WS/rnn/train_final.sh`` (``train.py`` defaults) beyond the space's
-        optimiser -- 4000 epochs, batch 64, bptt 35, constant lr (the task's per-epoch decay off),
-        validation batch 10, test batch 1. Not applied: the switch to averaged SGD after 5
-        non-improving validations, the variable window length, AR/TAR (README)."""
+        optimiser -- 4000 epochs, batch 64, bptt 35, validation batch 10, test batch 1, and the
+        code's schedule (`tasks.lm_schedule`, ``lm_schedule: darts``): SGD at a constant lr (the
+        task's per-epoch decay off) switched to averaged SGD after ``nonmono`` 5, AR 0 / TAR 1e-3,
+        variable windows (``max_seq_len_delta`` 20), scored on the epoch of least validation loss
+        (the code tests its best checkpoint). ``smoke`` and ``cpu`` keep the task's plain schedule."""
         if preset_name != "paper":
             return {}
-        return {"epochs": 4000, "batch_size": 64,
-                "extra": {"bptt": 35, "eval_batch_size": 10, "test_batch_size": 1}}  # fmt: skip
+        darts = {"lm_schedule": "darts", "nonmono": 5, "ar_alpha": 0.0, "tar_beta": 1e-3,
+                 "variable_bptt": True, "max_seq_len_delta": 20}  # fmt: skip
+        return {"epochs": 4000, "batch_size": 64, "select": "min-val-loss",
+                "extra": {"bptt": 35, "eval_batch_size": 10, "test_batch_size": 1, **darts}}  # fmt: skip
 
 
 WS_TASKS.add("cifar10", ImageWS())
