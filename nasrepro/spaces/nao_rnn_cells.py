@@ -200,8 +200,9 @@ class NaoRnnCellSpace(Space):
     def recipe_overrides(self, task: Task) -> dict[str, Any]:
         """The NAO/DARTS LM final training's optimiser at every preset (``NAO/rnn/train.py`` with
         ``train_ptb_final.sh``): SGD lr 20 without momentum, weight decay 8e-7, gradient-norm clip
-        0.25. Its epochs, batch 64 and bptt 35 are NAO-WS's `final_recipe` at ``paper``; the
-        switch to averaged SGD and the activation regularisation are not applied (README)."""
+        0.25. Its epochs, batch 64 and bptt 35, and the switch to averaged SGD, AR/TAR and variable
+        windows (``lm_schedule: darts``, `nasrepro.tasks.lm_schedule`), are NAO-WS's `final_recipe`
+        at ``paper``; smoke and cpu keep the plain schedule."""
         return {"optimizer": "sgd", "lr": 20.0, "momentum": 0.0, "weight_decay": 8e-7, "grad_clip": 0.25}
 
     def describe(self) -> dict[str, Any]:

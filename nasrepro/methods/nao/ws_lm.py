@@ -31,11 +31,7 @@ from torch import Tensor
 
 from nasrepro.methods.nao.ws_module import WSSearchModule
 from nasrepro.spaces.nao_rnn_cells import RecurrentArch
-
-
-def temporal_activation_penalty(raw: Tensor) -> Tensor:
-    """DARTS/AWD-LSTM's TAR: mean squared change of the raw cell output between time steps."""
-    return (raw[1:] - raw[:-1]).pow(2).mean() if raw.shape[0] > 1 else raw.new_zeros(())
+from nasrepro.tasks.lm_schedule import activation_penalty
 
 
 class WSLanguageModelSearch(WSSearchModule):
@@ -65,7 +61,8 @@ class WSLanguageModelSearch(WSSearchModule):
         logits, hidden, raw = self.supernet(inputs, self._hidden, arch)
         self._hidden = hidden.detach()
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        loss = nll + self.tar_beta * temporal_activation_penalty(raw) if self.tar_beta else nll
+        # TAR only (alpha 0, as NAO-WS's search script): the final training's AR/TAR term, shared
+        loss = nll + activation_penalty(raw, raw, 0.0, self.tar_beta) if self.tar_beta else nll
         self.log("supernet/loss", nll, on_step=False, on_epoch=True, batch_size=targets.numel())
         return loss
 
