@@ -192,7 +192,7 @@ def test_a_darts_fit_on_real_ptb_through_the_harness():
 
     task = ptb.PTBTask()
     corpus = task.corpus(Path(DATA))
-    preset = darts_preset(epochs=3, nonmono=0)
+    preset = darts_preset(epochs=3, nonmono=1)
     preset = Preset("t", preset.recipe.replace(limit_eval_batches=2, batch_size=4), 1)
     result = fit_and_evaluate(task, cell_model(corpus), preset, seed=0, data_dir=Path(DATA))
     assert math.isfinite(result["val"]) and math.isfinite(result["test"]) and result["val"] > 1
@@ -338,6 +338,7 @@ def test_learning_rate_scales_with_the_drawn_length(corpus):
         ({"schedule": "cosine"}, "constant"),
         ({"optimizer": "adam"}, "averaged SGD"),
         ({"extra": {"lm_schedule": "darts", "nonmono": -1}}, "nonmono"),
+        ({"extra": {"lm_schedule": "darts", "nonmono": 0}}, "nonmono"),
         ({"extra": {"lm_schedule": "darts", "tar_beta": -1.0}}, "tar_beta"),
     ],
 )

@@ -87,8 +87,10 @@ def schedule_of(recipe: Any) -> DartsSchedule | None:
         return None
     values = {**DARTS_DEFAULTS, **{k: extra[k] for k in keys}}
     nonmono = values["nonmono"]
-    if nonmono is not None and (isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 0):
-        raise UsageError(f"lm_schedule darts: nonmono must be an epoch count >= 0 or null, got {nonmono!r}")
+    if nonmono is not None and (isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 1):
+        raise UsageError(  # 0 would read the code's best_val_loss[:-0], an empty list: it crashes there
+            f"lm_schedule darts: nonmono must be an epoch count >= 1 or null, got {nonmono!r}"
+        )
     for key in ("ar_alpha", "tar_beta"):
         if isinstance(values[key], bool) or not isinstance(values[key], int | float) or values[key] < 0:
             raise UsageError(f"lm_schedule darts: {key} must be a weight >= 0, got {values[key]!r}")
