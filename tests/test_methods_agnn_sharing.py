@@ -220,7 +220,9 @@ def test_sigkilled_sharing_search_resumes_to_the_uninterrupted_record(data_root,
 
     def timeless(query):  # wall-clock fields differ between any two runs
         kept = {
-            k: v for k, v in query.items() if k not in ("cost_seconds", "cumulative_cost", "wall_seconds", "elapsed_seconds")
+            k: v
+            for k, v in query.items()
+            if k not in ("cost_seconds", "cumulative_cost", "wall_seconds", "elapsed_seconds")
         }
         return kept | {"metrics": {k: v for k, v in query["metrics"].items() if k != "train_seconds"}}
 
