@@ -26,7 +26,14 @@ def clocked(
     data = record.to_dict()
     for q, (_, _, elapsed) in zip(data["history"], queries, strict=True):
         q["elapsed_seconds"] = elapsed
+    data["config"] = {"preset": {"recipe": {"epochs": 1}}}  # it trains: a live search
+    sign = 1 if direction == "max" else -1
+    data["best_arch"] = max(data["history"], key=lambda q: (sign * q["score"], -q["index"]))["arch"]
     return Record.from_dict(data)
+
+
+def edited(record: Record, **changes) -> Record:
+    return Record.from_dict({**record.to_dict(), **changes})
 
 
 def test_the_incumbent_at_a_time_is_the_best_scored_query_booked_by_then():
@@ -67,6 +74,37 @@ def test_a_slow_method_can_win_at_equal_evaluations_and_lose_at_equal_time():
     assert versus_random_at_equal_time(rows)[0] is None  # random search is not compared with itself
     board = render_markdown({"uci/toy": rows}, {})
     assert "At equal wall time" in board and "| slow | 20 |" in board
+
+
+def test_pairs_that_cannot_share_a_clock_are_not_compared():
+    rows = planted_rows()
+    slow = rows[1].records
+
+    def with_slow(records):
+        return versus_random_at_equal_time([rows[0], Row("uci/toy", "slow", "cpu", 2, "val", records)])[1]
+
+    assert with_slow(slow) is not None
+    table = [edited(r, config={"preset": {"recipe": {"epochs": 0}}}) for r in slow]  # look-up time
+    assert with_slow(table) is None
+    elsewhere = [edited(slow[0], machine={"cpu_model": "other", "cpu_count": 64}), *slow[1:]]
+    assert with_slow(elsewhere) is None
+    # a method whose incumbent is not its best-scoring query (it picks by something else)
+    other_pick = [edited(slow[0], best_arch="a0"), *slow[1:]]
+    assert with_slow(other_pick) is None
+
+
+def test_a_seed_with_nothing_booked_by_the_cut_ranks_last():
+    """A method with a long start-up (a supernet before its first query) books nothing by T: it
+    must lose, not shrink the sample to the seeds that were quicker."""
+    late = [clocked("late", s, [(0.05, 0.05 + s / 100, 30.0 if s < 3 else 15.0)]) for s in range(5)]
+    fast = [clocked("random", s, [(0.6, 0.6 + s / 100, 5.0), (0.5, 0.5 + s / 100, 20.0)]) for s in range(5)]
+    rows = [Row("uci/toy", "random", "cpu", 2, "val", fast), Row("uci/toy", "late", "cpu", 2, "val", late)]
+    at_time = versus_random_at_equal_time(rows)[1]
+    assert at_time is not None and at_time.seconds == 15.0 and at_time.missing == 3  # seeds 3, 4 end at 15 s
+    assert at_time.tests == [0.05 + s / 100 for s in (3, 4)]  # the mean is over the seeds that booked
+    assert at_time.verdict is not None and at_time.verdict.n == 5  # ... the test ranks the rest last
+    assert at_time.verdict.label != "better"
+    assert "3 with nothing by T, ranked last" in render_markdown({"uci/toy": rows}, {})
 
 
 def test_tables_without_a_clock_get_no_equal_time_block():
