@@ -6,8 +6,9 @@ zeroes most of those. A dense product with them is more than half of a training 
 almost all with zeros. `sparsify_input_linears` turns the linear layers that read the raw features
 into layers that multiply a sparse copy of their input instead: the same function and the same
 parameters (names, shapes, count, state dict), so every result is the dense one up to float rounding
-(the summation order differs). The dropout is still drawn on the dense matrix, so the random stream
-is the dense network's too.
+(the summation order differs). The input dropout (`SparseFeatures.dropout`) draws its mask on the
+non-zero entries only: the same law as the dense `F.dropout`, a different random stream, so a
+seed's numbers differ from the dense path's (records name the commit that made them).
 
 The sparse path is taken only where it is exact and pays: an input that needs no gradient (the raw
 features and their neighbourhood aggregates do not), two-dimensional, with at most `MAX_DENSITY` of
