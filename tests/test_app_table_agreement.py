@@ -55,3 +55,30 @@ def test_a_bad_shard_is_a_usage_error(shard, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--shard", shard, "--summarise-only"])
     assert exit_info.value.code == 2 and "--shard" in capsys.readouterr().err
+
+
+def test_probe_seeds_are_reported_beside_a_far_architecture_and_kept_out_of_the_statistics(monkeypatch):
+    """`--probe` trains a far architecture at seeds 3, 6, ...: the sample stays the seed-0 records."""
+    from nasrepro.app.studies import table_agreement as study
+
+    task = get_task("nasbench-graph/cora")
+    space, table = task.space(), task.table()
+    archs = stratified_archs(task, 6)
+
+    def record(arch: str, seed: int, tests: list[float]) -> dict:
+        return {
+            "kind": "evaluate", "task": "cora", "preset": "cpu", "space": {"name": space.name}, "seed": seed,
+            "config": {"preset": {"recipe": {"select": "min-val-loss"}}}, "best_arch": arch,
+            "metrics": {"test": sum(tests) / len(tests), "test_seeds": tests},
+        }  # fmt: skip
+
+    sample = [record(a, 0, [table.lookup(space.parse(a)).test] * 3) for a in archs[1:]]
+    far = archs[0]
+    sample.append(record(far, 0, [table.lookup(space.parse(far)).test + 30.0] * 3))  # 30 points off
+    probe = record(far, 3, [1.0, 2.0, 3.0])
+    monkeypatch.setattr(study, "iter_records", lambda out: iter([(None, r) for r in [*sample, probe]]))
+    summary = study.summarise(None, "cora", task, "cpu")
+    assert summary["all"]["n"] == 6 and summary["all"]["mean_abs_diff"] == pytest.approx(5.0)
+    assert [r["arch"] for r in summary["far"]] == [far]
+    assert summary["far"][0]["probe_test_seeds"] == [1.0, 2.0, 3.0]
+    assert "3 more seeds (`--probe`): 1.0, 2.0, 3.0" in study.render(summary, "f.png")
