@@ -134,6 +134,24 @@ def test_repeats_average_fresh_networks_over_seeds(tmp_path):
         fit_and_evaluate(task, build(), preset, 7, tmp_path)
 
 
+class SeedReporter(L.Callback):
+    """A `FitReporter`: the seed each fit started under, and an event that never happened."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.seed = torch.initial_seed()
+
+    def fit_report(self) -> dict[str, int | None]:
+        return {"fit_seed": self.seed, "never": None}
+
+
+def test_fit_reports_are_kept_per_seed(tmp_path):
+    task, space, preset = _toy("final", repeats=3)
+    build = lambda: space.to_model(ARCH, task)  # noqa: E731
+    result = fit_and_evaluate(task, build(), preset, 7, tmp_path, build=build, callbacks=[SeedReporter()])
+    assert result["reported"] == {"fit_seeds": [7, 8, 9], "nevers": [None, None, None]}
+    assert fit_and_evaluate(task, build(), _toy("final")[2], 7, tmp_path)["reported"] == {}
+
+
 def test_a_recipe_key_nothing_applies_is_an_error():
     preset = toys.ToyLiveTask().preset("cpu")
     with pytest.raises(UsageError, match=r"\['hidden_dim'\] are not training-recipe fields"):

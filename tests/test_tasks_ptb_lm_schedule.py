@@ -105,7 +105,7 @@ def test_switch_happens_at_the_epoch_the_rule_says(corpus):
     planted = [5.0, 4.0, 3.0, 3.5, 3.9, 4.1, 4.0, 3.0]
     seen = Optimizers()
     module, trainer = fit(corpus, darts_preset(epochs=8, nonmono=2), seen, planted=planted)
-    assert module.switch.switched_epoch == 5
+    assert module.switch.switched_epoch == 5 and module.switch.fit_report() == {"asgd_switch_epoch": 5}
     assert seen.names == ["SGD"] * 6 + ["ASGD"] * 2
     assert module.switch.history == pytest.approx(planted[:6])
     asgd = trainer.optimizers[0]
@@ -120,6 +120,7 @@ def test_no_switch_while_the_loss_keeps_improving(corpus):
         corpus, darts_preset(epochs=8, nonmono=2), seen, planted=[10.0 - k for k in range(8)]
     )
     assert module.switch.switched_epoch is None and seen.names == ["SGD"] * 8
+    assert module.switch.fit_report() == {"asgd_switch_epoch": None}
     assert isinstance(trainer.optimizers[0], torch.optim.SGD)
 
 
@@ -197,6 +198,7 @@ def test_a_darts_fit_on_real_ptb_through_the_harness():
     result = fit_and_evaluate(task, cell_model(corpus), preset, seed=0, data_dir=Path(DATA))
     assert math.isfinite(result["val"]) and math.isfinite(result["test"]) and result["val"] > 1
     assert len(result["best_epochs"]) == 1
+    assert list(result["reported"]) == ["asgd_switch_epochs"]  # the record keeps the switch epoch
 
 
 # --- AR / TAR ---------------------------------------------------------------------------------

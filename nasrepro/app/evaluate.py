@@ -108,11 +108,8 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
                 "test": result["test"],
                 **hw,
                 "train_seconds": result["train_seconds"],
-                **{
-                    k: result[k]
-                    for k in ("val_seeds", "test_seeds", "best_epochs", "diverged_epochs")
-                    if k in result
-                },
+                **{k: v for k, v in result.items() if isinstance(v, list)},  # the per-seed lists
+                **result["reported"],
             }
         ),
         search_cost=SearchCost(

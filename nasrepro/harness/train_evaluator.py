@@ -185,6 +185,12 @@ class TrainEvaluator(Evaluator):
                 "params": float(n_params),
                 "train_seconds": result["train_seconds"],
                 "epochs": float(result["epochs"]),
+                **{  # what the fit's callbacks reported, per seed (e.g. NT-ASGD's switch epoch)
+                    f"{name}[{i}]": float(v)
+                    for name, values in result["reported"].items()
+                    for i, v in enumerate(values)
+                    if v is not None
+                },
                 **shared,
             },
         )

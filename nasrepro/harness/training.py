@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 import torch
@@ -16,6 +16,15 @@ from nasrepro.errors import EvaluationFailed, UsageError
 from nasrepro.harness.quiet import quiet_lightning
 from nasrepro.harness.recipe import Preset
 from nasrepro.harness.task import Task
+
+
+@runtime_checkable
+class FitReporter(Protocol):
+    """A callback that knows something about its fit the record should keep, beyond val and test
+    (e.g. the epoch NT-ASGD switched to averaged SGD): `fit_report()` maps names to one value per
+    fit, None where the event did not happen; `fit_and_evaluate` lists them per seed."""
+
+    def fit_report(self) -> dict[str, float | int | None]: ...
 
 
 class FailOnNonFiniteLoss(L.Callback):
@@ -141,7 +150,8 @@ def fit_and_evaluate(
     with `select` those of the epoch chosen on validation (`KeepBestValidation`). With `repeats: n` the
     network is trained n times -- `model` under `seed`, then fresh networks from `build()` under
     seeds seed+1, ... -- and `val`/`test` are the means (per-seed values in `val_seeds`/`test_seeds`,
-    one each without repeats; the selected epochs in `best_epochs`).
+    one each without repeats; the selected epochs in `best_epochs`; each `FitReporter` callback's
+    value `x` in `reported["xs"]`). Every list is per seed.
     """
     repeats = preset.recipe.repeats
     if repeats > 1 and build is None:
@@ -163,6 +173,8 @@ def fit_and_evaluate(
     if "best_epoch" in runs[0]:
         out["best_epochs"] = [r["best_epoch"] for r in runs]
         out["diverged_epochs"] = [r.get("diverged_epoch") for r in runs]
+    # `FitReporter` values, one list per name with one entry per seed, as `best_epochs`
+    out["reported"] = {f"{key}s": [r["reported"].get(key) for r in runs] for key in runs[0]["reported"]}
     return out
 
 
@@ -202,6 +214,12 @@ def _fit_once(
         "test": float(test),
         "train_seconds": train_seconds,
         "epochs": preset.recipe.epochs,
+        "reported": {
+            k: v
+            for cb in trainer.callbacks
+            if isinstance(cb, FitReporter)
+            for k, v in cb.fit_report().items()
+        },
     }
     if selecting:
         result["best_epoch"] = keep.best_epoch

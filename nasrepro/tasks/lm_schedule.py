@@ -244,6 +244,10 @@ class AveragedSGDSwitch(L.Callback):
             self.switched_epoch = trainer.current_epoch
         self.history.append(val_loss)
 
+    def fit_report(self) -> dict[str, float | int | None]:
+        """The switch epoch, for the record (`nasrepro.harness.training.FitReporter`)."""
+        return {"asgd_switch_epoch": self.switched_epoch}
+
 
 class DartsLanguageModelModule(LanguageModelModule):
     """`LanguageModelModule` under the ``darts`` schedule: AR/TAR in the training loss, each step's
