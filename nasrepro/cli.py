@@ -173,7 +173,7 @@ def build_parser() -> ArgumentParser:
     sub.add_subcommand(
         "wandb-log", wb, help="log run records to W&B, one run each (searches do this themselves)"
     )
-    for tool, module in METHOD_TOOLS.items():  # listed in --help; parsed by the method's own module
+    for tool, module in TOOLS.items():  # listed in --help; parsed by the tool's own module
         sub.add_subcommand(tool, ArgumentParser(exit_on_error=False), help=f"{tool} tools ({module})")
     return parser
 
@@ -421,10 +421,11 @@ def cmd_leaderboard(args: Namespace) -> int:
     return 0
 
 
-#: method-specific tools, `nasrepro <method> ...`: module paths with a `main(argv) -> int` that raises
-#: `UsageError` on bad input (imported only when called)
-METHOD_TOOLS = {
+#: commands that parse their own arguments, `nasrepro <tool> ...`: module paths with a
+#: `main(argv) -> int` that raises `UsageError` on bad input (imported only when called)
+TOOLS = {
     "proxylessnas": "nasrepro.methods.proxylessnas.tools",  # build-lut | check-lut | export-config
+    "study": "nasrepro.app.studies",  # table-agreement
 }
 
 COMMANDS = {
@@ -462,10 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["search", *argv]
     try:
-        if argv and argv[0] in METHOD_TOOLS:
+        if argv and argv[0] in TOOLS:
             import importlib
 
-            return importlib.import_module(METHOD_TOOLS[argv[0]]).main(argv[1:])
+            return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
         args = build_parser().parse_args(argv)
         command = args.command or "search"
         return COMMANDS[command](args[command] if args.command else _search_parser().get_defaults())

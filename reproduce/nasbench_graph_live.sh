@@ -23,7 +23,7 @@ esac
 shards=$([ "$preset" = smoke ] && echo 1 || echo 2)
 mkdir -p "$out"
 for dataset in $datasets; do
-  study=(python -m nasrepro.app.studies.table_agreement --task "$dataset" --table "nasbench-graph/$dataset"
+  study=(nasrepro study table-agreement --task "$dataset" --table "nasbench-graph/$dataset"
          --n "$n" --preset "$study_preset" --out "$out")
   if [ "$shards" = 1 ]; then "${study[@]}"; continue; fi
   pids=()

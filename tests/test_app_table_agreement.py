@@ -4,7 +4,7 @@ absolute agreement with bootstrap intervals, and a noise ceiling that behaves li
 import numpy as np
 import pytest
 
-from nasrepro.app.studies.table_agreement import agreement, main, stratified_archs
+from nasrepro.app.studies.table_agreement import agreement, stratified_archs
 from nasrepro.tasks import get_task
 
 
@@ -50,11 +50,31 @@ def test_vectorised_rank_statistics_equal_scipy_with_ties():
         assert spearman(x, y)[i] == pytest.approx(stats.spearmanr(x[i], y[i]).statistic)
 
 
-@pytest.mark.parametrize("shard", ["2/2", "1", "a/b", "-1/2"])
-def test_a_bad_shard_is_a_usage_error(shard, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--shard", shard, "--summarise-only"])
-    assert exit_info.value.code == 2 and "--shard" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        *(([f"--shard={shard}"], "--shard") for shard in ["2/2", "1", "a/b", "-1/2"]),
+        (["--n", "3"], "--n must be at least 4"),
+        (["--probe", "-1"], "--probe"),
+        (["--out", "/nonexistent"], "need at least four trained architectures"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
+    from nasrepro.cli import main as cli
+
+    assert cli(["study", "table-agreement", *argv, "--summarise-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nasrepro: error: ") and needle in err
+
+
+def test_studies_are_listed_and_an_unknown_one_is_refused(capsys):
+    from nasrepro.app.studies import STUDIES
+    from nasrepro.cli import main as cli
+
+    assert cli(["study", "--help"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in STUDIES) and "live training" in listing.lower()
+    assert cli(["study", "nope"]) == 2 and "no study 'nope'" in capsys.readouterr().err
 
 
 def test_probe_seeds_are_reported_beside_a_far_architecture_and_kept_out_of_the_statistics(monkeypatch):

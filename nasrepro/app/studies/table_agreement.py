@@ -1,7 +1,7 @@
 """Does our live training agree with a tabular benchmark? The check that lets a table result stand
 in for a trained one (issue 16 item 2).
 
-    python -m nasrepro.app.studies.table_agreement --task cora --table nasbench-graph/cora \\
+    nasrepro study table-agreement --task cora --table nasbench-graph/cora \\
         --n 60 --preset cpu --out results [--shard K/N]
 
 Sampling: `n` architectures stratified by the table's *validation* accuracy (one from each of `n`
@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 
 from nasrepro.atomic import atomic_write_text
+from nasrepro.errors import UsageError
 from nasrepro.tracking.records import iter_records, read_record
 
 FAR = 10.0  # points: an architecture this far from the table is listed with what was found
@@ -113,7 +114,10 @@ def summarise(out: Path, task: str, table_task: Any, preset: str) -> dict[str, A
             else:  # `--probe`: more seeds of a far architecture, never part of the statistics
                 probes.setdefault(record["best_arch"], {})[record["seed"]] = record["metrics"]["test_seeds"]
     if len(found) < 4:
-        raise SystemExit(f"need at least four trained architectures under {out}, found {len(found)}")
+        raise UsageError(
+            f"need at least four trained architectures under {out}, found {len(found)}: run the study "
+            "without --summarise-only first"
+        )
     valid = np.array([e.val for _, e in table.items()])
     top_cut = float(np.percentile(valid, 75))
     rows = []
@@ -189,7 +193,7 @@ def render(summary: dict[str, Any], figure: str) -> str:
         f"{summary['task']} --space {summary['table'].split('/')[0]} --preset {summary['preset']}` under "
         f"the benchmark's protocol (seeds per architecture: {summary['seeds_per_arch']}). Top quartile: "
         f"table validation accuracy >= {summary['top_quartile_val_cut']:.2f}. Built by "
-        "`python -m nasrepro.app.studies.table_agreement` from the records alone.",
+        "`nasrepro study table-agreement` from the records alone.",
         "",
         *_line("whole sample", summary["all"]),
         *_line("top quartile", summary["top_quartile"]),
@@ -245,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     from nasrepro.app.evaluate import EvaluateRequest, evaluate_label, evaluate_record_path, run_evaluate
     from nasrepro.tasks import get_task
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="nasrepro study table-agreement", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--task", default="cora")
     parser.add_argument("--table", default="nasbench-graph/cora")
     parser.add_argument(
@@ -280,14 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.n < 4:
-        parser.error(f"--n must be at least 4, got {args.n}")
+        raise UsageError(f"--n must be at least 4, got {args.n}")
     if args.probe < 0:
-        parser.error(f"--probe must be >= 0, got {args.probe}")
+        raise UsageError(f"--probe must be >= 0, got {args.probe}")
     try:
         shard, shards = (int(v) for v in args.shard.split("/"))
         assert 0 <= shard < shards
     except (ValueError, AssertionError):
-        parser.error(f"--shard must be K/N with 0 <= K < N, got {args.shard!r}")
+        raise UsageError(f"--shard must be K/N with 0 <= K < N, got {args.shard!r}") from None
     out, table_task = Path(args.out), get_task(args.table)
     space = args.table.split("/")[0]
     if not args.summarise_only:
@@ -323,5 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m`: the CLI's error handling, as `nasrepro study table-agreement`
+    import sys
+
+    from nasrepro.cli import main as cli
+
+    raise SystemExit(cli(["study", "table-agreement", *sys.argv[1:]]))
