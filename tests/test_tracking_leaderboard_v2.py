@@ -356,14 +356,35 @@ def test_pareto_front_keeps_only_non_dominated_points(tmp_path):
     assert pareto.plot("toy", rows[1:], tmp_path / "q.png") is None
 
 
-def test_unknown_readme_block_name_is_an_error():
+def test_unknown_readme_block_name_is_an_error(tmp_path):
     from nasrepro.tracking.leaderboard import _block_renderer
 
-    render = _block_renderer({}, [])
+    render = _block_renderer({}, [], tmp_path)
     with pytest.raises(DataError, match="unknown leaderboard block 'bogus'"):
         render("m", "bogus", "")
     assert render("m", "results", "nowhere") == "(no records on nowhere yet)"
     assert render("m", "claims", "") == "(no claims)"
+
+
+def test_study_block_renders_the_agreement_summary_from_its_json(tmp_path):
+    import numpy as np
+
+    from nasrepro.app.studies.table_agreement import agreement
+    from nasrepro.tracking.leaderboard import _block_renderer
+
+    render = _block_renderer({}, [], tmp_path)
+    assert "has not been run" in render("", "study", "agreement_x")
+    ours, table = np.array([70.0, 60.0, 50.0, 40.0, 10.0]), np.array([71.0, 59.0, 52.0, 41.0, 30.0])
+    summary = {
+        "task": "cora", "table": "nasbench-graph/cora", "preset": "cpu", "seeds_per_arch": [3],
+        "all": agreement(ours, table, np.ones(5)), "top_quartile": {"n": 1},
+        "far": [{"arch": "a", "ours_test_mean": 10.0, "table_test": 30.0}],
+    }  # fmt: skip
+    (tmp_path / "agreement_x.json").write_text(json.dumps(summary))
+    block = render("", "study", "agreement_x")
+    assert "whole sample (n = 5): Spearman **1.000**" in block and "mean |ours - table| **5.00**" in block
+    assert "top quartile: only 1 architectures" in block
+    assert "more than 10 points from the table: 1 (`a` (ours 10.0, table 30.0))" in block
 
 
 def test_every_committed_paper_yaml_reads_as_claims():

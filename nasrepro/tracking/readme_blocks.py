@@ -12,7 +12,8 @@ A method's README marks where generated content goes:
 * `results@TASK`: those rows on one task (e.g. `results@nasbench-graph/cora`), with the random
   search row of the same task beside them for reference;
 * `claims`: the method's paper claims with our numbers and verdicts;
-* `board@TASK`: every row on one task, whatever the method (the repository README's result tables).
+* `board@TASK`: every row on one task, whatever the method (the repository README's result tables);
+* `study@STEM`: the agreement study's summary from `results/STEM.json` (`agreement_text`).
 
 Text outside the markers is never touched; a README without markers is not rewritten at all; a
 begin marker without its end (or a name that is not one of the above) is a `DataError` naming the

@@ -36,9 +36,8 @@ from scipy import stats
 
 from nasrepro.atomic import atomic_write_text
 from nasrepro.errors import UsageError
+from nasrepro.tracking.agreement_text import FAR, summary_lines
 from nasrepro.tracking.records import iter_records, read_record
-
-FAR = 10.0  # points: an architecture this far from the table is listed with what was found
 
 
 def stratified_archs(table_task: Any, n: int, seed: int = 0) -> list[str]:
@@ -159,19 +158,6 @@ def summarise(out: Path, task: str, table_task: Any, preset: str) -> dict[str, A
     }
 
 
-def _line(name: str, a: dict[str, Any]) -> list[str]:
-    if "kendall" not in a:
-        return [f"- {name}: only {a['n']} architectures, too few for a correlation"]
-    return [
-        f"- {name} (n = {a['n']}): Spearman **{a['spearman']:.3f}** "
-        f"[{a['spearman_ci95'][0]:.3f}, {a['spearman_ci95'][1]:.3f}], Kendall **{a['kendall']:.3f}** "
-        f"[{a['kendall_ci95'][0]:.3f}, {a['kendall_ci95'][1]:.3f}] (95% bootstrap); noise ceiling: "
-        f"Spearman {a['ceiling_spearman']:.3f}, Kendall {a['ceiling_kendall']:.3f}",
-        f"  mean |ours - table| **{a['mean_abs_diff']:.2f}** points (a perfect replica: "
-        f"{a['ceiling_mean_abs_diff']:.2f}); mean signed difference {a['mean_diff_ours_minus_table']:+.2f}",
-    ]
-
-
 def _far(r: dict[str, Any]) -> str:
     seeds = ", ".join(f"{v:.1f}" for v in r["ours_test_seeds"])
     text = f"`{r['arch']}` (ours {r['ours_test_mean']:.1f}, table {r['table_test']:.1f}, our seeds {seeds}"
@@ -195,8 +181,7 @@ def render(summary: dict[str, Any], figure: str) -> str:
         f"table validation accuracy >= {summary['top_quartile_val_cut']:.2f}. Built by "
         "`nasrepro study table-agreement` from the records alone.",
         "",
-        *_line("whole sample", summary["all"]),
-        *_line("top quartile", summary["top_quartile"]),
+        *summary_lines(summary),
         "",
         f"![ours vs table]({figure})",
         "",
@@ -327,11 +312,3 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / f"{stem}.md", render(summary, str(figure)))
     print(render(summary, str(figure)))
     return 0
-
-
-if __name__ == "__main__":  # `python -m`: the CLI's error handling, as `nasrepro study table-agreement`
-    import sys
-
-    from nasrepro.cli import main as cli
-
-    raise SystemExit(cli(["study", "table-agreement", *sys.argv[1:]]))
