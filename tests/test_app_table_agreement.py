@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from nasrepro.app.studies.table_agreement import agreement, stratified_archs
+from nasrepro.errors import UsageError
 from nasrepro.tasks import get_task
 
 
@@ -102,3 +103,20 @@ def test_probe_seeds_are_reported_beside_a_far_architecture_and_kept_out_of_the_
     assert [r["arch"] for r in summary["far"]] == [far]
     assert summary["far"][0]["probe_test_seeds"] == [1.0, 2.0, 3.0]
     assert "3 more seeds (`--probe`): 1.0, 2.0, 3.0" in study.render(summary, "f.png")
+    assert "No finding recorded." in study.render(summary, "f.png")
+
+
+def test_findings_are_attached_to_far_architectures_and_never_go_stale(tmp_path):
+    from nasrepro.app.studies import table_agreement as study
+
+    summary = {"far": [{"arch": "a", "ours_test_mean": 10.0, "table_test": 30.0, "ours_test_seeds": [10.0]}]}
+    path = tmp_path / "f.yaml"
+    study.add_findings(summary, path)  # no file: nothing attached
+    assert "finding" not in summary["far"][0]
+    path.write_text("a: >\n  collapses to a\n  constant prediction\n")
+    study.add_findings(summary, path)
+    assert summary["far"][0]["finding"] == "collapses to a constant prediction"
+    assert study._far(summary["far"][0]).endswith("). collapses to a constant prediction")
+    path.write_text("b: was far once\n")
+    with pytest.raises(UsageError, match=r"not far from the table: \['b'\]"):
+        study.add_findings(summary, path)

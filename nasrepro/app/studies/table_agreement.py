@@ -159,6 +159,7 @@ def summarise(out: Path, task: str, table_task: Any, preset: str) -> dict[str, A
 
 
 def _far(r: dict[str, Any]) -> str:
+    """One far architecture: our seeds, the probe's, and what was found about it (`finding`)."""
     seeds = ", ".join(f"{v:.1f}" for v in r["ours_test_seeds"])
     text = f"`{r['arch']}` (ours {r['ours_test_mean']:.1f}, table {r['table_test']:.1f}, our seeds {seeds}"
     more = r.get("probe_test_seeds") or []
@@ -168,7 +169,24 @@ def _far(r: dict[str, Any]) -> str:
             f"; {len(more)} more seeds (`--probe`): {', '.join(f'{v:.1f}' for v in more)}, "
             f"mean of all {len(every)} seeds {statistics.mean(every):.1f}"
         )
-    return text + ")"
+    return f"- {text}). " + (r.get("finding") or "No finding recorded.")
+
+
+def add_findings(summary: dict[str, Any], path: Path) -> None:
+    """Attach what was found about each far architecture, from `path` (YAML: architecture -> text,
+    written by whoever investigated it; the numbers stay generated from the records). A finding for
+    an architecture that is not far from the table is an error, so the file cannot go stale."""
+    if not path.is_file():
+        return
+    import yaml
+
+    findings = yaml.safe_load(path.read_text()) or {}
+    far = {r["arch"]: r for r in summary["far"]}
+    stale = sorted(set(findings) - set(far))
+    if stale:
+        raise UsageError(f"{path} has findings for architectures that are not far from the table: {stale}")
+    for arch, text in findings.items():
+        far[arch]["finding"] = " ".join(str(text).split())
 
 
 def render(summary: dict[str, Any], figure: str) -> str:
@@ -185,9 +203,10 @@ def render(summary: dict[str, Any], figure: str) -> str:
         "",
         f"![ours vs table]({figure})",
         "",
-        f"Architectures more than {FAR:.0f} points from the table: "
-        + (", ".join(_far(r) for r in summary["far"]) or "none"),
+        f"Architectures more than {FAR:.0f} points from the table: {len(summary['far']) or 'none'}",
         "",
+        *(_far(r) for r in summary["far"]),
+        *([""] if summary["far"] else []),
         "| architecture | ours: mean test (seeds) | table test | table val |",
         "|---|---|---|---|",
     ]
@@ -306,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_evaluate(req)
         summary = summarise(out, args.task, table_task, args.preset)
     stem = f"agreement_{args.task}_vs_{args.table.replace('/', '_')}_{args.preset}"
+    add_findings(summary, out / f"{stem}.findings.yaml")
     figure = Path("figures") / f"{stem}.png"
     plot(summary, out / figure)
     atomic_write_text(out / f"{stem}.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
