@@ -120,3 +120,25 @@ def test_findings_are_attached_to_far_architectures_and_never_go_stale(tmp_path)
     path.write_text("b: was far once\n")
     with pytest.raises(UsageError, match=r"not far from the table: \['b'\]"):
         study.add_findings(summary, path)
+
+
+def test_figure_adds_a_top_quartile_panel_at_its_own_scale(tmp_path):
+    import matplotlib.image
+
+    from nasrepro.app.studies.table_agreement import plot
+
+    ours, table = np.array([70.0, 60.0, 50.0, 80.5, 79.5]), np.array([71.0, 59.0, 52.0, 80.0, 80.2])
+    rows = [
+        {"table_test": t, "ours_test_mean": o, "ours_test_std": 0.5, "top_quartile": t >= 80}
+        for o, t in zip(ours, table, strict=True)
+    ]
+    summary = {
+        "task": "cora",
+        "table": "nasbench-graph/cora",
+        "rows": rows,
+        "all": agreement(ours, table, np.ones(5)),
+    }
+    plot({**summary, "top_quartile": {"n": 2}}, tmp_path / "two.png")
+    plot({**summary, "rows": [{**r, "top_quartile": False} for r in rows]}, tmp_path / "one.png")
+    two, one = matplotlib.image.imread(tmp_path / "two.png"), matplotlib.image.imread(tmp_path / "one.png")
+    assert two.shape[0] == one.shape[0] and two.shape[1] == 2 * one.shape[1]
