@@ -152,6 +152,16 @@ def test_fit_reports_are_kept_per_seed(tmp_path):
     assert fit_and_evaluate(task, build(), _toy("final")[2], 7, tmp_path)["reported"] == {}
 
 
+def test_a_trained_query_keeps_the_reported_values_per_seed():
+    from nasrepro.harness.train_evaluator import fit_metrics
+
+    result = {"train_seconds": 1.5, "epochs": 2, "reported": {"asgd_switch_epochs": [3, None, 7]}}
+    assert fit_metrics(result, 10) == {
+        "params": 10.0, "train_seconds": 1.5, "epochs": 2.0,
+        "asgd_switch_epochs[0]": 3.0, "asgd_switch_epochs[2]": 7.0,
+    }  # fmt: skip
+
+
 def test_a_recipe_key_nothing_applies_is_an_error():
     preset = toys.ToyLiveTask().preset("cpu")
     with pytest.raises(UsageError, match=r"\['hidden_dim'\] are not training-recipe fields"):

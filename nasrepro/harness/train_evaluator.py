@@ -117,11 +117,7 @@ class TrainEvaluator(Evaluator):
             val=result["val"],
             test=result["test"],
             cost_seconds=0.0,
-            metrics={
-                "params": float(result["params"]),
-                "train_seconds": result["train_seconds"],
-                "epochs": float(result["epochs"]),
-            },
+            metrics=fit_metrics(result, result["params"]),
         )
 
     def query_many(self, archs: Iterable[Arch]) -> list[Query]:
@@ -181,16 +177,22 @@ class TrainEvaluator(Evaluator):
             val=result["val"],
             test=result["test"],
             cost_seconds=0.0,
-            metrics={
-                "params": float(n_params),
-                "train_seconds": result["train_seconds"],
-                "epochs": float(result["epochs"]),
-                **{  # what the fit's callbacks reported, per seed (e.g. NT-ASGD's switch epoch)
-                    f"{name}[{i}]": float(v)
-                    for name, values in result["reported"].items()
-                    for i, v in enumerate(values)
-                    if v is not None
-                },
-                **shared,
-            },
+            metrics={**fit_metrics(result, n_params), **shared},
         )
+
+
+def fit_metrics(result: dict[str, Any], params: float) -> dict[str, float]:
+    """A trained query's metrics from `fit_and_evaluate`'s result, the same on an executor as here:
+    size, training time and epochs, and what the fit's callbacks reported, per seed as `name[i]`
+    (e.g. NT-ASGD's switch epoch; an event that did not happen is left out)."""
+    return {
+        "params": float(params),
+        "train_seconds": result["train_seconds"],
+        "epochs": float(result["epochs"]),
+        **{
+            f"{name}[{i}]": float(v)
+            for name, values in result.get("reported", {}).items()
+            for i, v in enumerate(values)
+            if v is not None
+        },
+    }
