@@ -39,6 +39,18 @@ def test_noise_ceiling_falls_with_the_per_seed_spread():
     assert noisy["ceiling_mean_abs_diff"] == pytest.approx(2 * np.sqrt(2 / 3) * np.sqrt(2 / np.pi), rel=0.1)
 
 
+def test_noise_ceiling_of_a_table_whose_spread_is_only_seed_noise_is_zero():
+    """All architectures equally good: the table's values differ by seed noise alone, so two replicas
+    rank them independently. Treating the table's values as exact would claim about 0.58 here."""
+    rng = np.random.default_rng(3)
+    spread = np.full(200, 1.0)
+    table = 80 + rng.normal(0, 1 / np.sqrt(3), 200)  # 3-seed means of one true accuracy
+    pure_noise = agreement(table, table, spread)
+    assert abs(pure_noise["ceiling_spearman"]) < 0.1 and pure_noise["ceiling_true_spread_fraction"] < 0.1
+    signal = agreement(table, np.linspace(60, 84, 200), spread)
+    assert signal["ceiling_spearman"] > 0.97 and signal["ceiling_true_spread_fraction"] > 0.99
+
+
 def test_vectorised_rank_statistics_equal_scipy_with_ties():
     from scipy import stats
 
@@ -142,3 +154,15 @@ def test_figure_adds_a_top_quartile_panel_at_its_own_scale(tmp_path):
     plot({**summary, "rows": [{**r, "top_quartile": False} for r in rows]}, tmp_path / "one.png")
     two, one = matplotlib.image.imread(tmp_path / "two.png"), matplotlib.image.imread(tmp_path / "one.png")
     assert two.shape[0] == one.shape[0] and two.shape[1] == 2 * one.shape[1]
+
+
+def test_the_tables_own_validation_vs_test_agreement_is_reported():
+    from nasrepro.app.studies.table_agreement import _with_self_agreement
+
+    rows = [{"table_val": v, "table_test": t} for v, t in [(1, 10), (2, 20), (3, 30), (4, 40)]]
+    assert _with_self_agreement({}, rows)["table_val_vs_test_kendall"] == pytest.approx(1.0)
+    flipped = [{**r, "table_test": -r["table_test"]} for r in rows]
+    assert _with_self_agreement({"n": 4}, flipped) == {
+        "n": 4,
+        "table_val_vs_test_kendall": pytest.approx(-1.0),
+    }

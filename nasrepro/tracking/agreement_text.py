@@ -25,8 +25,18 @@ def _line(name: str, a: dict[str, Any]) -> list[str]:
     return [
         f"- {name} (n = {a['n']}): Spearman **{a['spearman']:.3f}** "
         f"[{a['spearman_ci95'][0]:.3f}, {a['spearman_ci95'][1]:.3f}], Kendall **{a['kendall']:.3f}** "
-        f"[{a['kendall_ci95'][0]:.3f}, {a['kendall_ci95'][1]:.3f}] (95% bootstrap); noise ceiling: "
-        f"Spearman {a['ceiling_spearman']:.3f}, Kendall {a['ceiling_kendall']:.3f}",
+        f"[{a['kendall_ci95'][0]:.3f}, {a['kendall_ci95'][1]:.3f}] (95% bootstrap); noise ceiling (two "
+        f"perfect replicas): Spearman {a['ceiling_spearman']:.3f}, Kendall {a['ceiling_kendall']:.3f}"
+        + (
+            f"; {100 * a['ceiling_true_spread_fraction']:.0f}% of the table's variance here is not seed noise"
+            if "ceiling_true_spread_fraction" in a
+            else ""
+        )
+        + (
+            f"; the table's own validation ranks its test at Kendall {a['table_val_vs_test_kendall']:.3f}"
+            if "table_val_vs_test_kendall" in a
+            else ""
+        ),
         f"  mean |ours - table| **{a['mean_abs_diff']:.2f}** points (a perfect replica: "
         f"{a['ceiling_mean_abs_diff']:.2f}); mean signed difference {a['mean_diff_ours_minus_table']:+.2f}",
     ]
