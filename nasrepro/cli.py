@@ -12,6 +12,7 @@ import os
 import re
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -207,9 +208,10 @@ def _out_dir(text: str) -> Path:
     out = Path(text)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".nasrepro-write-test"
-        probe.touch()
-        probe.unlink()
+        # a probe of its own: searches started together into one folder must not race on one name
+        handle, probe = tempfile.mkstemp(prefix=".nasrepro-write-test-", dir=out)
+        os.close(handle)
+        os.unlink(probe)
     except OSError as err:
         raise UsageError(
             f"--out {text}: cannot write there ({err.strerror or type(err).__name__}); choose a writable folder"

@@ -181,3 +181,14 @@ def test_default_command_is_the_main_job(tmp_path, capsys, monkeypatch):
         == 2
     )
     assert get_task("nasbench-graph/cora").kind == "table"
+
+
+def test_out_dir_check_is_safe_for_searches_started_together(tmp_path):
+    """Two searches started at once into one --out must not trip over each other's write probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nasrepro.cli import _out_dir
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(p == tmp_path for p in pool.map(lambda _: _out_dir(str(tmp_path)), range(2000)))
+    assert list(tmp_path.iterdir()) == []  # no probe left behind
