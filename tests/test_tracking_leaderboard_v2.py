@@ -116,6 +116,40 @@ def test_incomplete_blocks_are_dropped_and_named():
     assert ranks.rank_setting(("cpu", 100, "val"), few) is None  # fewer than five tasks
 
 
+def test_the_largest_complete_block_is_kept_not_a_greedy_one():
+    # the committed records' shape: two methods on 12 tasks, two more on 9 of them; dropping
+    # greedily kept 2 x 12 = 24 cells, the largest block is 4 x 9 = 36
+    cells = {(f"t{t:02d}", m): 1.0 for t in range(12) for m in ("evolution", "random")}
+    cells.update({(f"t{t:02d}", m): 1.0 for t in range(9) for m in ("agnn", "rl")})
+    tasks, methods, dropped_tasks, dropped_methods = ranks.complete_block(cells)
+    assert methods == ["agnn", "evolution", "random", "rl"] and dropped_methods == []
+    assert tasks == [f"t{t:02d}" for t in range(9)] and dropped_tasks == ["t09", "t10", "t11"]
+    # more tasks than methods: the search runs over task subsets and finds the same block
+    cells.update({(f"t{t:02d}", "x"): 1.0 for t in range(12, 30)})
+    assert ranks.complete_block(cells)[1] == ["agnn", "evolution", "random", "rl"]
+
+
+# mean final test accuracy per table task at cpu, budget 500 (the committed records at 3024559)
+EVOLUTION_VS_RANDOM = {
+    "nbg/arxiv": (72.0565, 72.0094), "nbg/citeseer": (70.17, 69.1067), "nbg/computers": (83.6549, 83.3829),
+    "nbg/cora": (80.4933, 79.92), "nbg/cs": (90.6506, 90.4509), "nbg/photo": (91.8485, 91.7335),
+    "nbg/physics": (92.0626, 91.4854), "nbg/proteins": (76.1124, 77.0221), "nbg/pubmed": (76.34, 75.9117),
+    "nb201/cifar10": (94.3728, 94.1194), "nb201/cifar100": (73.5133, 72.5795),
+    "nb201/imagenet16-120": (46.2583, 46.1825),
+}  # fmt: skip
+
+
+def test_two_methods_get_a_two_sided_wilcoxon_in_the_winners_direction():
+    # evolution wins 11 of 12 tasks but has the smaller median over tasks (proteins reorders them):
+    # autorank's one-sided test then asks whether random beats evolution and reports p = 0.99
+    cells = {(t, "evolution"): e for t, (e, _) in EVOLUTION_VS_RANDOM.items()}
+    cells.update({(t, "random"): r for t, (_, r) in EVOLUTION_VS_RANDOM.items()})
+    r = ranks.rank_setting(("cpu", 500, "val"), cells)
+    assert r is not None and r.test == "Wilcoxon signed-rank"
+    assert r.mean_ranks == pytest.approx({"evolution": 13 / 12, "random": 23 / 12})
+    assert r.pvalue == pytest.approx(2 * 43 / 4096)  # exact: W- = 10 (proteins' rank), n = 12
+
+
 def test_random_sampling_is_not_ranked_and_cd_diagram_is_written(tmp_path):
     rows = planted_rows({"best": 6.0, "middle": 3.0, "random-sampling": -9.0})
     ranked = ranks.cross_task_ranks(rows)
