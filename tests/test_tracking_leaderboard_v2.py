@@ -278,20 +278,30 @@ def test_claims_judge_the_most_faithful_preset_and_table_lookups(tmp_path):
     assert judged.verdict == "reproduced" and judged.preset == "paper"
 
 
+def test_a_claim_that_is_not_a_percentage_gets_a_relative_default_tolerance(tmp_path):
+    write_paper(tmp_path, "m", "  - {task: a, value: 0.0075, metric: mse, table: T1}\n")
+    (claim,) = claims.read_claims(tmp_path)
+    assert claim.tolerance == pytest.approx(0.000375) and claim.tolerance_source == "default, 5% of the claim"
+    for ours, verdict in [(0.0078, "reproduced"), (0.0070, "reproduced"), (0.5, "not reproduced")]:
+        row = make_row([make_record(method="m", task="a", test=ours, direction="min")], preset="paper")
+        assert claims.judge(claim, [row]).verdict == verdict, ours
+
+
 def test_a_claim_measured_by_a_study_file_is_judged_from_it(tmp_path):
     methods, results = tmp_path / "methods", tmp_path / "results"
     write_paper(
         methods,
         "m",
-        "  - {task: a, row: corr, value: 0.8, table: F1, study: s.json, measure: all.rho, n_key: all.n}\n",
+        "  - {task: a, row: corr, value: 0.8, metric: Kendall, table: F1, study: s.json, measure: all.rho,"
+        " n_key: all.n}\n",
     )
     (claim,) = claims.read_claims(methods)
     assert claims.judge(claim, [], results).verdict == "not yet run"
     results.mkdir()
     for preset, rho, verdict in [
         ("cpu", 0.9, "not testable at this scale"),
-        ("paper", 0.75, "reproduced"),  # within the default tolerance
-        ("paper", -0.5, "not reproduced"),
+        ("paper", 0.78, "reproduced"),  # within the default tolerance: 5% of the claim, 0.04
+        ("paper", 0.7, "not reproduced"),  # one "point" would have passed any positive correlation
     ]:
         (results / "s.json").write_text(json.dumps({"preset": preset, "all": {"rho": rho, "n": 12}}))
         judged = claims.judge(claim, [], results)

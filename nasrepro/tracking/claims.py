@@ -10,8 +10,11 @@ comment line, "# Numbers reported by <paper>, for the ..."). The verdict compare
 * **not yet run**: no record of that row on that task;
 * **not testable at this scale**: our rows are smoke or cpu-scale (not the paper's setting), so
   the difference says how far a small run is from the paper, not whether the claim holds;
-* **reproduced**: our mean is at most `spread` (else `tolerance`, else `DEFAULT_TOLERANCE`
-  points) worse than the claim (better is reproduced too: the claim is "at least this good");
+* **reproduced**: our mean is at most `spread` (else `tolerance`, else the default) worse than
+  the claim (better is reproduced too: the claim is "at least this good"). The default is
+  `DEFAULT_TOLERANCE` points for a percentage (`metric` empty, `accuracy` or naming `%`) and
+  `DEFAULT_RELATIVE` of the claim otherwise: one point means nothing on an MSE of 0.0075 or a
+  correlation of 0.8, where it passed anything;
 * **not reproduced**: worse by more than that.
 
 When rows of several presets exist the most faithful one is judged (paper before cpu before smoke).
@@ -32,7 +35,8 @@ from typing import Any
 
 import yaml
 
-DEFAULT_TOLERANCE = 1.0  # metric points, when the paper states no spread
+DEFAULT_TOLERANCE = 1.0  # percentage points, when the paper states no spread
+DEFAULT_RELATIVE = 0.05  # of the claim, for metrics that are not percentages
 PRESET_ORDER = {"paper": 0, "cpu": 1, "smoke": 2}
 TESTABLE_SCALES = ("paper setting", "table look-up")
 
@@ -98,6 +102,13 @@ def _header_citation(path: Path) -> str:
     return ""
 
 
+def default_tolerance(value: float, metric: str) -> tuple[float, str]:
+    """(tolerance, its source) for a claim that states neither a spread nor a tolerance."""
+    if metric in ("", "accuracy") or "%" in metric:
+        return DEFAULT_TOLERANCE, "default"
+    return DEFAULT_RELATIVE * abs(value), f"default, {DEFAULT_RELATIVE:.0%} of the claim"
+
+
 def read_claims(methods_dir: Path) -> list[Claim]:
     """Every claim of every `paper.yaml` under `methods_dir`, in file order."""
     out = []
@@ -113,7 +124,7 @@ def read_claims(methods_dir: Path) -> list[Claim]:
             elif "tolerance" in entry:
                 tol, source = float(entry["tolerance"]), "stated tolerance"
             else:
-                tol, source = DEFAULT_TOLERANCE, "default"
+                tol, source = default_tolerance(float(entry["value"]), str(entry.get("metric", "")))
             out.append(
                 Claim(
                     method=method,
@@ -188,8 +199,8 @@ def render(judged: Sequence[Judged]) -> str:
         "\n## Paper claims\n",
         "Every number in a method's `paper.yaml` beside ours (mean ± std over n seeds of the row "
         "named by the claim; the most faithful preset present). Verdict: *reproduced* when ours is "
-        f"at most the paper's spread (else a stated tolerance, else {DEFAULT_TOLERANCE:g} point) "
-        "below the claim, *not reproduced* otherwise, *not testable at this scale* for cpu-scale or "
+        f"at most the paper's spread (else a stated tolerance, else {DEFAULT_TOLERANCE:g} point for "
+        f"percentages and {DEFAULT_RELATIVE:.0%} of the claim for other metrics) worse than the claim, *not reproduced* otherwise, *not testable at this scale* for cpu-scale or "
         "smoke rows, *not yet run* without records. Claims marked unverified were not checked "
         "against the paper's PDF.",
         "",
@@ -204,7 +215,7 @@ def render(judged: Sequence[Judged]) -> str:
         mark = "" if c.verified else " (unverified)"
         setting = f"; {c.setting}" if c.setting else ""
         metric = f" {c.metric}" if c.metric else ""
-        claim = f"{c.value:g}{metric}{mark} [{c.table}{setting}] ± {c.tolerance:g} ({c.tolerance_source})"
+        claim = f"{c.value:g}{metric}{mark} [{c.table}{setting}] ± {c.tolerance:.3g} ({c.tolerance_source})"
         if j.ours is None:
             ours, delta = "—", "—"
         else:
