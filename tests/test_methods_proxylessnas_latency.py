@@ -13,18 +13,10 @@ import pytest
 import torch
 
 from nasrepro.errors import DataError, UsageError
-from nasrepro.methods.proxylessnas import latency_lut
+from nasrepro.methods.proxylessnas import latency_lut, lut_check
 from nasrepro.methods.proxylessnas.cost import LatencyTable
-from nasrepro.methods.proxylessnas.latency_lut import (
-    build_lut,
-    check_lut,
-    edge_costs,
-    lut_layout,
-    main_build_lut,
-    predict_latency,
-    render_check,
-    summarise_errors,
-)
+from nasrepro.methods.proxylessnas.latency_lut import build_lut, edge_costs, lut_layout, predict_latency
+from nasrepro.methods.proxylessnas.lut_check import check_lut, main_build_lut, render_check, summarise_errors
 from nasrepro.methods.proxylessnas.spaces import CIFAR_SPACE, MBConvSpaceConfig, ProxylessSpace
 
 # A 3-block space small enough to check by hand: 16x16 input, stem stride 2 -> 8x8; stage 1 (one block,
@@ -283,7 +275,7 @@ def test_search_and_build_lut_produce_the_same_table(monkeypatch) -> None:
     space = ProxylessSpace(CIFAR_SPACE)
     torch.set_num_threads(1)
     got = search_latency(space, LatencySettings(warmup=2, repeats=3, rounds=1, check_n=0), "cpu", 10)
-    want = latency_lut.cli_build_lut("proxyless-cifar", "cpu", None, 2, 3, 1, 1, None, 1, verbose=False)
+    want = lut_check.cli_build_lut("proxyless-cifar", "cpu", None, 2, 3, 1, 1, None, 1, verbose=False)
     assert got.table.entries == want.entries
     volatile = {"build_seconds", "date", "built_by"}
     assert {k: v for k, v in got.table.meta.items() if k not in volatile} == {

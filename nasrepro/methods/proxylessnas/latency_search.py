@@ -9,7 +9,7 @@ latency`` gets its table here and nowhere else:
   build-lut`` -- on the *trainer's* device (`trainer_device`: the run's accelerator, so a GPU run
   measures CUDA latency) with the process's thread count (the trainer's thread setting), at the
   requested batch (1 for CPU/mobile; 8 for the paper's GPU row) and build-lut's warm-up, repeats and
-  rounds. Then `latency_lut.check_lut` -- the code behind ``check-lut`` -- measures ``check_n`` random
+  rounds. Then `lut_check.check_lut` -- the code behind ``check-lut`` -- measures ``check_n`` random
   standalone networks the same way and compares them with the table's sums.
 
 The table's settings (`LatencyTable.meta`) and the check's summary go into the search record
@@ -27,7 +27,8 @@ import torch
 
 from nasrepro.errors import DataError, UsageError
 from nasrepro.methods.proxylessnas.cost import LatencyTable
-from nasrepro.methods.proxylessnas.latency_lut import build_lut, check_device, check_lut
+from nasrepro.methods.proxylessnas.latency_lut import build_lut, check_device
+from nasrepro.methods.proxylessnas.lut_check import check_lut
 from nasrepro.methods.proxylessnas.spaces import ProxylessSpace
 
 #: Lightning accelerator names -> torch device type (the LUT is measured where the supernet trains)

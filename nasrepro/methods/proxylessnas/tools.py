@@ -1,6 +1,6 @@
 """`nasrepro proxylessnas <tool> ...`: the method's command-line tools, by name.
 
-* ``build-lut`` / ``check-lut`` -- latency look-up tables measured on this device (`latency_lut`);
+* ``build-lut`` / ``check-lut`` -- latency look-up tables measured on this device (`latency_lut`, `lut_check`);
 * ``export-config`` -- a derived or given architecture as the released ``net.config`` (`export`).
 """
 
@@ -15,8 +15,8 @@ from nasrepro.errors import UsageError
 
 #: tool name -> (module, the module's entry point, which gets the tool name first)
 TOOLS: dict[str, str] = {
-    "build-lut": "nasrepro.methods.proxylessnas.latency_lut",
-    "check-lut": "nasrepro.methods.proxylessnas.latency_lut",
+    "build-lut": "nasrepro.methods.proxylessnas.lut_check",
+    "check-lut": "nasrepro.methods.proxylessnas.lut_check",
     "export-config": "nasrepro.methods.proxylessnas.export",
 }
 
