@@ -29,8 +29,14 @@ def make_record(
     extra_metrics: dict | None = None,
     method_extra: dict | None = None,
 ) -> Record:
-    """A valid search record; `history` is a list of (score, test) per unique query."""
-    history = history if history is not None else [(test, test)]
+    """A valid search record; `history` is a list of (score, test) per unique query, whose best
+    score (the first among equals) is the incumbent, as a search writes it."""
+    if history is not None:
+        sign = 1.0 if direction == "max" else -1.0
+        best = max(range(len(history)), key=lambda i: (sign * history[i][0], -i))
+        test = history[best][1]
+    else:
+        history, best = [(test, test)], 0
     data = {
         "schema_version": 1,
         "kind": "search",
@@ -44,7 +50,7 @@ def make_record(
         "reward": "val",
         "direction": direction,
         "metric": "accuracy",
-        "best_arch": "a0",
+        "best_arch": f"a{best}",
         "metrics": {"val": test, "test": test, **(extra_metrics or {})},
         "search_cost": {"wall_seconds": 1.0, "device": "cpu", "device_hours": 0.0, "queries": len(history)},
         "history": [
@@ -195,13 +201,39 @@ def test_regret_figure_on_synthetic_records(tmp_path):
         for s in range(3)
     ]
     bad = [make_record(method="bad", seed=s, history=[(70.0, 70.0)] * 15) for s in range(3)]
-    curves = regret.curves_for([make_row(good, 15), make_row(bad, 15)], OPT)
-    final = regret.final_regrets(curves)
-    assert final[("good", "cpu", 15)] == pytest.approx(1.0) and final[("bad", "cpu", 15)] == pytest.approx(
-        25.0
-    )
+    rows = [make_row(good, 15), make_row(bad, 15)]
+    curves = regret.curves_for(rows, OPT)
+    final = regret.final_regrets(rows, OPT)
+    assert final[("good", "cpu", "val", 15)] == pytest.approx(1.0)
+    assert final[("bad", "cpu", "val", 15)] == pytest.approx(25.0)
     assert curves[0]["x"][0] == 1 and curves[0]["x"][-1] == 15
     assert regret.plot("toy", curves, OPT, tmp_path / "regret.png").stat().st_size > 1000
+
+
+def test_a_seed_that_stopped_early_keeps_its_incumbent_to_the_longest():
+    # cutting every seed at the shortest (3 queries) reported the short seed's regret for all
+    long = make_record(seed=0, history=[(80.0, 80.0), (81.0, 81.0), (82.0, 82.0), (94.0, 94.0), (95.0, 95.0)])
+    short = make_record(seed=1, history=[(80.0, 80.0), (90.0, 90.0), (91.0, 91.0)])
+    (curve,) = regret.curves_for([make_row([long, short], 5)], OPT)
+    assert curve["x"].tolist() == [1, 2, 3, 5]  # the log-spaced grid
+    assert curve["median"].tolist() == pytest.approx([15.0, 9.5, 8.5, 2.0])  # (0 + 4) / 2 at the end
+
+
+def test_a_row_whose_incumbent_is_not_its_best_reward_is_not_drawn():
+    # MemNet picks with a memory penalty: its returned architecture (a0, test 70) is not the best
+    # reward (a1, test 94); a curve of the best reward would credit it with 94
+    picky = [make_record(method="memnet", seed=s, history=[(70.0, 70.0), (94.0, 94.0)]) for s in range(2)]
+    picky = [
+        Record.from_dict({**r.to_dict(), "best_arch": "a0", "metrics": {"val": 70.0, "test": 70.0}})
+        for r in picky
+    ]
+    plain = [make_record(method="random", seed=s, history=[(70.0, 70.0), (94.0, 94.0)]) for s in range(2)]
+    rows = [make_row(picky, 2), make_row(plain, 2)]
+    assert [c["method"] for c in regret.curves_for(rows, OPT)] == ["random"]
+    assert regret.not_drawn(rows) == ["memnet"]
+    final = regret.final_regrets(rows, OPT)  # from each record's own incumbent
+    assert final[("memnet", "cpu", "val", 2)] == pytest.approx(25.0)
+    assert final[("random", "cpu", "val", 2)] == pytest.approx(1.0)
 
 
 def test_optima_file_round_trip(tmp_path):
@@ -386,6 +418,11 @@ def test_incumbent_memory_comes_from_metrics_then_method_report():
 def test_pareto_front_keeps_only_non_dominated_points(tmp_path):
     pts = [(5.8, 94.0), (6.4, 95.7), (6.0, 93.0), (9.0, 95.0), (4.0, 90.0), (6.4, 95.0)]
     assert pareto.pareto_front(pts) == [(4.0, 90.0), (5.8, 94.0), (6.4, 95.7)]
+    # lower is better (MSE, perplexity): uci/naval's committed points, whose front was drawn as
+    # the single worst point when the direction was ignored
+    mse = [(0.21, 0.3245), (0.26, 0.131), (0.30, 0.0875), (0.35, 0.2), (0.42, 0.0827), (1.62, 0.0799)]
+    assert pareto.pareto_front(mse, "min") == [(0.21, 0.3245), (0.26, 0.131), (0.30, 0.0875), (0.42, 0.0827),
+                                              (1.62, 0.0799)]  # fmt: skip
     rows = [
         make_row(
             [

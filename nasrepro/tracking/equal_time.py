@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from nasrepro.tracking.cost import is_table_record
 from nasrepro.tracking.record import Record
+from nasrepro.tracking.regret import follows_best_score
 from nasrepro.tracking.stats import Verdict, mean_std, verdicts
 
 #: what makes two records' clocks comparable (the load is not recorded per query)
@@ -76,11 +77,8 @@ def comparable(records: Sequence[Record]) -> bool:
     machines = {tuple(repr(r.machine.get(k)) for k in MACHINE_KEYS) for r in records}
     if len(machines) > 1:
         return False
-    for record in records:  # the method's own incumbent must be the best-scoring query
-        best = _best_booked(record, math.inf)
-        if best is not None and str(best.get("arch")) != str(record.best_arch):
-            return False
-    return True
+    # the method's own incumbent must be the best-scoring query
+    return all(follows_best_score(record) for record in records)
 
 
 @dataclass(frozen=True)

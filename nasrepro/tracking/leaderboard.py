@@ -257,6 +257,12 @@ def render_markdown(
             out.write(f"\n![best so far]({names[0]})\n")
         if figures is not None and names[2] in figures:
             out.write(f"\n![test regret]({names[2]})\n")
+            if hidden := regret.not_drawn(rows):
+                out.write(
+                    f"\nNot drawn in the regret figure: {', '.join(hidden)}, whose incumbent is chosen by "
+                    "more than the reward (e.g. a memory penalty), so the best reward so far is not "
+                    "what they return; the exports give their final regret from their own incumbents.\n"
+                )
         if figures is not None and names[3] in figures:
             out.write(f"\n![accuracy vs memory]({names[3]})\n")
         out.write(f"\n{_how_to_cite(task, rows, papers_cited)}\n")
@@ -310,22 +316,25 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
     best_path.parent.mkdir(parents=True, exist_ok=True)
     if any(len(r.records[0].history) > 1 for r in rows):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-        for row in rows:
+        for i, row in enumerate(rows):
             if not row.records[0].history:
                 continue
-            curves = [_incumbent_curves(r) for r in row.records]
-            length = min(len(c[0]) for c in curves)
+            colour = plt.get_cmap("tab20")(i % 20)  # one per row in both panels (a row may miss one)
+            curves = [_incumbent_curves(r) for r in row.records if r.history]
+            length = max(len(c[0]) for c in curves)
             if length < 2:
                 continue
             x = regret.grid(length)  # log-spaced: the axis is logarithmic
-            label = f"{row.method} ({row.preset}, b={row.budget}, n={len(row.records)})"
-            for ax, idx in zip(axes, (0, 1), strict=True):
-                ys = np.array([c[idx][:length] for c in curves], dtype=float)[:, x - 1]
+            label = f"{row.method} ({row.preset}, b={row.budget}, n={len(curves)})"
+            # the test panel shows the incumbent's test: only where the incumbent is the best reward
+            panels = (0, 1) if all(regret.follows_best_score(r) for r in row.records) else (0,)
+            for ax, idx in zip(axes, panels, strict=False):
+                ys = regret.pad_last([c[idx] for c in curves])[:, x - 1]
                 mean = np.nanmean(ys, axis=0)
-                line = ax.plot(x, mean, label=label, linewidth=1.2)[0]
+                ax.plot(x, mean, label=label, linewidth=1.2, color=colour)
                 if len(curves) > 1:
                     std = np.nanstd(ys, axis=0)
-                    ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color(), linewidth=0)
+                    ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=colour, linewidth=0)
         for ax, title in zip(
             axes, (f"best validation {metric} so far", f"test {metric} of the incumbent"), strict=True
         ):
@@ -333,7 +342,7 @@ def plot_task(task: str, rows: list[Row], results_dir: Path) -> list[Path]:
             ax.set_xlabel("unique queries")
             ax.set_xscale("log")
             ax.grid(alpha=0.3)
-        axes[1].legend(fontsize=7, loc="lower right")
+        axes[0].legend(fontsize=7, loc="lower right")  # every row is in the left panel
         fig.suptitle(f"{task}: mean ± std over seeds")
         fig.tight_layout()
         fig.savefig(best_path, metadata={"Software": None})
@@ -390,7 +399,7 @@ def build(results_dir: Path, *, wandb: str = "disabled", readmes_dir: Path | Non
     table_optima = optima.read(results_dir)
     written: list[Path] = []
     figures: set[str] = set()
-    final_regret: dict[tuple[str, str, str, int], float] = {}
+    final_regret: dict[tuple[str, str, str, str, int], float] = {}
     for task, rows in by_task.items():
         written += plot_task(task, rows, results_dir)
         names = _figure_names(task)
@@ -398,13 +407,15 @@ def build(results_dir: Path, *, wandb: str = "disabled", readmes_dir: Path | Non
         if task in table_optima and any(_is_table_row(r) for r in rows):
             table_rows = [r for r in rows if _is_table_row(r)]
             curves = regret.curves_for(table_rows, table_optima[task])
-            path = regret.plot(task, curves, table_optima[task], results_dir / names[2], metric)
+            path = regret.plot(
+                task, curves, table_optima[task], results_dir / names[2], metric, rows[0].direction
+            )
             if path is not None:
                 written.append(path)
                 figures.add(names[2])
-            for key, value in regret.final_regrets(curves).items():
+            for key, value in regret.final_regrets(table_rows, table_optima[task]).items():
                 final_regret[(task, *key)] = value
-        path = pareto.plot(task, rows, results_dir / names[3], metric)
+        path = pareto.plot(task, rows, results_dir / names[3], metric, rows[0].direction)
         if path is not None:
             written.append(path)
             figures.add(names[3])
@@ -522,7 +533,7 @@ def _block_renderer(
 
 
 def export_rows(
-    by_task: dict[str, list[Row]], final_regret: dict[tuple[str, str, str, int], float] | None = None
+    by_task: dict[str, list[Row]], final_regret: dict[tuple[str, str, str, str, int], float] | None = None
 ) -> list[dict[str, Any]]:
     """Every leaderboard row as plain values: one per method x task x budget x preset x reward."""
     final_regret = final_regret or {}
@@ -531,7 +542,7 @@ def export_rows(
         timed = versus_random_at_equal_time(rows)
         for row, verdict, at_time in zip(rows, versus_random(rows), timed, strict=True):
             tests = row.tests
-            regret_key = (task, row.method, row.preset, row.budget or 0)
+            regret_key = (task, row.method, row.preset, row.reward, row.budget or 0)
             out.append(
                 {
                     "task": task,

@@ -96,13 +96,15 @@ def render(records: Sequence[Record]) -> str:
     return ", ".join(parts) or "—"
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The non-dominated (memory, accuracy) points: lower memory and higher accuracy are better.
-    Sorted by memory; a point is kept when it is more accurate than every cheaper one."""
+def pareto_front(points: Sequence[tuple[float, float]], direction: str = "max") -> list[tuple[float, float]]:
+    """The non-dominated (memory, metric) points: lower memory is better, and a higher metric when
+    `direction` is "max" (accuracy), a lower one when "min" (MSE, perplexity). Sorted by memory; a
+    point is kept when its metric beats every cheaper point's."""
+    sign = 1.0 if direction == "max" else -1.0
     front: list[tuple[float, float]] = []
-    for memory, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not front or accuracy > front[-1][1]:
-            front.append((memory, accuracy))
+    for memory, value in sorted(points, key=lambda p: (p[0], -sign * p[1])):
+        if not front or sign * value > sign * front[-1][1]:
+            front.append((memory, value))
     return front
 
 
@@ -117,8 +119,11 @@ def points(rows: Sequence[Any]) -> list[tuple[str, float, float]]:
     return out
 
 
-def plot(task: str, rows: Sequence[Any], path: Path, metric: str = "accuracy") -> Path | None:
-    """Accuracy vs memory, one point per record, the Pareto front over all of them drawn as steps."""
+def plot(
+    task: str, rows: Sequence[Any], path: Path, metric: str = "accuracy", direction: str = "max"
+) -> Path | None:
+    """The test metric vs memory, one point per record, the Pareto front over all of them (in the
+    metric's `direction`) drawn as steps."""
     pts = points(rows)
     if not pts:
         return None
@@ -132,7 +137,7 @@ def plot(task: str, rows: Sequence[Any], path: Path, metric: str = "accuracy") -
         xs = [p[1] for p in pts if p[0] == method]
         ys = [p[2] for p in pts if p[0] == method]
         ax.scatter(xs, ys, s=16, alpha=0.75, label=method, color=plt.get_cmap("tab10")(i % 10))
-    front = pareto_front([(p[1], p[2]) for p in pts])
+    front = pareto_front([(p[1], p[2]) for p in pts], direction)
     ax.step(
         [f[0] for f in front],
         [f[1] for f in front],
@@ -146,7 +151,8 @@ def plot(task: str, rows: Sequence[Any], path: Path, metric: str = "accuracy") -
     )
     ax.set_xlabel(f"incumbent memory, MB ({' / '.join(sources)})")
     ax.set_ylabel(f"test {metric}")
-    ax.set_title(f"{task}: accuracy vs memory (one point per run)", fontsize=9)
+    better = "higher" if direction == "max" else "lower"
+    ax.set_title(f"{task}: test {metric} ({better} is better) vs memory, one point per run", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
