@@ -51,6 +51,19 @@ def test_noise_ceiling_of_a_table_whose_spread_is_only_seed_noise_is_zero():
     assert signal["ceiling_spearman"] > 0.97 and signal["ceiling_true_spread_fraction"] > 0.99
 
 
+def test_one_architecture_with_diverged_seeds_does_not_set_every_architectures_noise():
+    # Cora's sample has two architectures with per-seed SDs of 39 and 21 points; pooling the noise
+    # (the method of moments) gave them 88% of it and called 22% of the table's variance noise for
+    # every architecture, so the "ceiling" fell below the observed agreement
+    table = np.linspace(76, 84, 40)
+    spread = np.full(40, 1.0)
+    spread[20] = 40.0
+    a = agreement(table, table, spread)  # pooled: 0% signal and a ceiling of 0.00
+    assert a["ceiling_true_spread_fraction"] > 0.9 and a["ceiling_spearman"] > 0.8
+    lo, hi = a["ceiling_spearman_range95"]
+    assert lo <= a["ceiling_spearman"] <= hi < 1.0
+
+
 def test_vectorised_rank_statistics_equal_scipy_with_ties():
     from scipy import stats
 

@@ -19,6 +19,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return [*_line("whole sample", summary["all"]), *_line("top quartile", summary["top_quartile"])]
 
 
+def _range(a: dict[str, Any], statistic: str) -> str:
+    """ " (95% of replica pairs: [lo, hi])" where the summary has the ceiling's range."""
+    lo_hi = a.get(f"ceiling_{statistic}_range95")
+    return f" (95% of replica pairs in [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}])" if lo_hi else ""
+
+
 def _line(name: str, a: dict[str, Any]) -> list[str]:
     if "kendall" not in a:
         return [f"- {name}: only {a['n']} architectures, too few for a correlation"]
@@ -26,7 +32,8 @@ def _line(name: str, a: dict[str, Any]) -> list[str]:
         f"- {name} (n = {a['n']}): Spearman **{a['spearman']:.3f}** "
         f"[{a['spearman_ci95'][0]:.3f}, {a['spearman_ci95'][1]:.3f}], Kendall **{a['kendall']:.3f}** "
         f"[{a['kendall_ci95'][0]:.3f}, {a['kendall_ci95'][1]:.3f}] (95% bootstrap); noise ceiling (two "
-        f"perfect replicas): Spearman {a['ceiling_spearman']:.3f}, Kendall {a['ceiling_kendall']:.3f}"
+        f"perfect replicas): Spearman {a['ceiling_spearman']:.3f}{_range(a, 'spearman')}, Kendall "
+        f"{a['ceiling_kendall']:.3f}{_range(a, 'kendall')}"
         + (
             f"; {100 * a['ceiling_true_spread_fraction']:.0f}% of the table's variance here is not seed noise"
             if "ceiling_true_spread_fraction" in a
