@@ -244,6 +244,22 @@ def add_findings(summary: dict[str, Any], path: Path) -> None:
         far[arch]["finding"] = " ".join(str(text).split())
 
 
+def provenance(argv: list[str] | None) -> dict[str, str]:
+    """How the summary was made: the command, the commit (``+dirty`` with local changes) and when;
+    the statistics change with the code even when the records do not."""
+    import sys
+    from datetime import UTC, datetime
+
+    from nasrepro.tracking.provenance import git_commit
+
+    args = sys.argv[1:] if argv is None else argv
+    return {
+        "command": " ".join(["nasrepro study table-agreement", *args]),
+        "git_commit": git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def render(summary: dict[str, Any], figure: str) -> str:
     lines = [
         f"# Live training vs {summary['table']}",
@@ -252,7 +268,13 @@ def render(summary: dict[str, Any], figure: str) -> str:
         f"{summary['task']} --space {summary['table'].split('/')[0]} --preset {summary['preset']}` under "
         f"the benchmark's protocol (seeds per architecture: {summary['seeds_per_arch']}). Top quartile: "
         f"table validation accuracy >= {summary['top_quartile_val_cut']:.2f}. Built by "
-        "`nasrepro study table-agreement` from the records alone.",
+        "`nasrepro study table-agreement` from the records alone"
+        + (
+            f" (`{summary['provenance']['command']}` at {summary['provenance']['git_commit']}, "
+            f"{summary['provenance']['created']})."
+            if "provenance" in summary
+            else "."
+        ),
         "",
         *summary_lines(summary),
         "",
@@ -396,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarise(out, args.task, table_task, args.preset)
     stem = f"agreement_{args.task}_vs_{args.table.replace('/', '_')}_{args.preset}"
     add_findings(summary, out / f"{stem}.findings.yaml")
+    summary["provenance"] = provenance(argv)
     figure = Path("figures") / f"{stem}.png"
     plot(summary, out / figure)
     atomic_write_text(out / f"{stem}.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
