@@ -170,7 +170,12 @@ def group(records: Iterable[Record]) -> dict[str, list[Row]]:
 
 
 def _relative_improvement(row: Row, rows: list[Row]) -> str:
-    base = [t for r in rows if r.method == "random-sampling" and r.reward == row.reward for t in r.tests]
+    base = [
+        t
+        for r in rows
+        if r.method == "random-sampling" and (r.reward, r.preset) == (row.reward, row.preset)
+        for t in r.tests
+    ]
     if not base or not row.tests or row.method == "random-sampling":
         return "—"
     ref, mean = statistics.mean(base), statistics.mean(row.tests)
