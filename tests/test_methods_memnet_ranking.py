@@ -28,4 +28,6 @@ def test_ap_and_ndcg_goldens_by_hand():
     assert ap_at_k([0.9, 0.1, 0.8, 0.7], TRUE, 2) == pytest.approx((1 / 2) / 2)
     # at K = 3 the same order's top-3 is exactly the true top-3, whatever its order
     assert ap_at_k([0.9, 0.1, 0.8, 0.7], TRUE, 3) == 1.0 and ndcg_at_k([0.9, 0.1, 0.8, 0.7], TRUE, 3) < 1
-    assert set(ranking_quality(predicted, TRUE, (2, 10))) == {"ap@2", "ndcg@2", "ap@4", "ndcg@4"}
+    # AP at K = N is 1.0 for any order, even the reversed one: it is not reported
+    assert ap_at_k(reverse, TRUE, len(TRUE)) == 1.0
+    assert set(ranking_quality(predicted, TRUE, (2, 10))) == {"ap@2", "ndcg@2", "ndcg@4"}

@@ -12,7 +12,14 @@ import torch.nn.functional as F
 
 from nasrepro.errors import NasreproError, UsageError
 from nasrepro.methods.nao.encoding import SOS, get_codec
-from nasrepro.methods.nao.epd import EPD, ArchDataset, hamming_distance, normalise_scores, pairwise_accuracy
+from nasrepro.methods.nao.epd import (
+    EPD,
+    ArchDataset,
+    hamming_distance,
+    kendall_tau_b,
+    normalise_scores,
+    pairwise_accuracy,
+)
 
 NB201 = get_codec("nasbench201")
 #: a planted score per (edge, token): convolutions good, `none` bad (as on NB201), plus per-edge noise;
@@ -226,3 +233,11 @@ def test_metrics_follow_the_codes_conventions() -> None:
 
     assert pairwise_accuracy(truth, pred) == pytest.approx(loop(truth, pred))
     assert hamming_distance(torch.tensor([[1, 2, 3], [1, 2, 3]]), torch.tensor([[1, 2, 3], [3, 2, 1]])) == 1.0
+
+
+def test_a_constant_predictor_on_a_sorted_pool_is_perfect_by_the_codes_accuracy_but_not_by_tau_b():
+    truth = [0.9, 0.7, 0.5, 0.2]  # NAO-WS's pool, best first
+    assert pairwise_accuracy(truth, [0.3] * 4) == 1.0  # the code's ">=" counts every tie as agreeing
+    assert kendall_tau_b(truth, [0.3] * 4) is None
+    assert kendall_tau_b(truth, [0.8, 0.6, 0.4, 0.1]) == pytest.approx(1.0)
+    assert kendall_tau_b(truth, [0.1, 0.4, 0.6, 0.8]) == pytest.approx(-1.0)

@@ -61,10 +61,13 @@ def ndcg_at_k(predicted: Sequence[float], true_scores: Sequence[float], k: int) 
 def ranking_quality(
     predicted: Sequence[float], true_scores: Sequence[float], ks: Sequence[int]
 ) -> dict[str, float]:
-    """``{"ap@K": ..., "ndcg@K": ...}`` for each K below the number of candidates (and K = N once)."""
+    """``{"ap@K": ..., "ndcg@K": ...}`` for each K below the number of candidates, and NDCG at
+    K = N: AP at K = N is 1.0 for any order (every candidate is in the true top N), so it is left
+    out rather than reported as a perfect ranker."""
     n = len(true_scores)
     out: dict[str, float] = {}
     for k in sorted({min(k, n) for k in ks}):
-        out[f"ap@{k}"] = round(ap_at_k(predicted, true_scores, k), 6)
+        if k < n:
+            out[f"ap@{k}"] = round(ap_at_k(predicted, true_scores, k), 6)
         out[f"ndcg@{k}"] = round(ndcg_at_k(predicted, true_scores, k), 6)
     return out

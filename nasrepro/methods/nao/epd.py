@@ -57,6 +57,19 @@ def pairwise_accuracy(truth: Sequence[float] | Tensor, predicted: Sequence[float
     return float(agree.double().mean())
 
 
+def kendall_tau_b(truth: Sequence[float] | Tensor, predicted: Sequence[float] | Tensor) -> float | None:
+    """Kendall's tau-b of the predictions against the truth, beside the code's pairwise accuracy:
+    that accuracy counts a pair tied in prediction as agreeing whenever ``t_i >= t_j``, so on a
+    pool sorted best first (NAO-WS's) a constant predictor scores 1.0; tau-b scores it 0 (here
+    None: undefined). None when either side is constant."""
+    from scipy.stats import kendalltau
+
+    t = torch.as_tensor(truth, dtype=torch.float64).numpy()
+    p = torch.as_tensor(predicted, dtype=torch.float64).numpy()
+    value = kendalltau(t, p).statistic
+    return None if not np.isfinite(value) else float(value)
+
+
 def hamming_distance(a: Tensor, b: Tensor) -> float:
     """Mean number of differing tokens per sequence (the README's "reconstruction Hamming")."""
     return float((a != b).sum(-1).double().mean())

@@ -286,6 +286,7 @@ class NAO(Method):
         from nasrepro.methods.nao.epd import (
             ArchDataset,
             hamming_distance,
+            kendall_tau_b,
             normalise_scores,
             pairwise_accuracy,
         )
@@ -321,6 +322,8 @@ class NAO(Method):
             raise NasreproError("EPD predicts a non-finite score after training")
         if len(tokens) >= 2:
             info.pairwise_accuracy = round(pairwise_accuracy(targets, predicted), 4)
+            tau = kendall_tau_b(targets, predicted)
+            info.extra["kendall_tau_b"] = None if tau is None else round(tau, 4)
         info.reconstruction_exact = round(float((decoded == batch).all(-1).double().mean()), 4)
         info.extra["hamming_distance"] = round(hamming_distance(decoded, batch), 4)
 

@@ -24,7 +24,14 @@ from torch.utils.data import DataLoader
 
 from nasrepro.errors import NasreproError
 from nasrepro.methods.nao.encoding import Codec
-from nasrepro.methods.nao.epd import EPD, ArchDataset, hamming_distance, normalise_scores, pairwise_accuracy
+from nasrepro.methods.nao.epd import (
+    EPD,
+    ArchDataset,
+    hamming_distance,
+    kendall_tau_b,
+    normalise_scores,
+    pairwise_accuracy,
+)
 from nasrepro.spaces.nao_cells import ConvArch, NaoCellSpace
 
 
@@ -103,6 +110,8 @@ def controller_round(epd: EPD, codec: Codec[Any], space: NaoCellSpace, ranked: l
             predicted, decoded = epd.predict(emb), epd.generate(memory, emb)
         if len(tokens) >= 2:
             info["pairwise_accuracy"] = round(pairwise_accuracy(targets, predicted.cpu()), 4)
+            tau = kendall_tau_b(targets, predicted.cpu())  # the pool is sorted: see kendall_tau_b
+            info["kendall_tau_b"] = None if tau is None else round(tau, 4)
         info["reconstruction_exact"] = round(float((decoded == batch).all(-1).double().mean()), 4)
         info["hamming_distance"] = round(hamming_distance(decoded, batch), 4)
         found, info["last_eta"] = generate(epd, codec, space, tokens[: settings.top_k], seen, settings)
