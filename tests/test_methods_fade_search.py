@@ -159,6 +159,32 @@ def test_correlation_helpers():
     assert 0.2 <= lo < 0.5 < hi <= 0.8
     assert bootstrap([0.5], np.random.default_rng(0)) is None
     assert main(["--seeds", "a-b", "--out", "/dev/null"]) == 2
+    assert main([]) == 2  # neither --out nor --summarise
+
+
+def test_correlation_summary_counts_regions_not_their_seeds(tmp_path):
+    """The seeds of a region share its cells and table values: two regions of three seeds are two
+    draws (the summary once said n = 6), and the interval resamples regions first."""
+    import json
+
+    from nasrepro.methods.fade.correlation import main, overall
+
+    def region(values):
+        return {"per_seed": [{"kendall_tau_val": v, "spearman_val": v} for v in values]}
+
+    regions = [region([0.4, 0.4, 0.2]), region([0.2, 0.2, float("nan")])]
+    summary = overall(regions)
+    assert summary["n"] == 2 and summary["n_runs"] == 5
+    assert summary["spearman_mean"] == pytest.approx((1 / 3 + 0.2) / 2, abs=1e-4)
+    lo, hi = summary["spearman_ci95"]
+    # drawing region 1 twice (1 in 4) gives 0.2; pooling the five values as independent would not
+    assert lo == pytest.approx(0.2) and summary["spearman_mean"] < hi <= 0.4
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"regions": regions, "overall": {"n": 6}}))
+    assert main(["--summarise", str(path)]) == 0
+    assert json.loads(path.read_text())["overall"]["n"] == 2
+    path.write_text("{}")
+    assert main(["--summarise", str(path)]) == 2
 
 
 def test_a_resumed_search_reuses_the_regions_it_trained(oracle, tmp_path, monkeypatch):
