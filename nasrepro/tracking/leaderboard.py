@@ -232,7 +232,9 @@ def render_markdown(
         "Incumbent cost (tasks whose records carry one): memory (which figure: in brackets), latency and "
         "FLOPs of each row's final architecture, beside its accuracy; the accuracy-vs-memory figure "
         "draws the Pareto front over all runs of the task. Test regret figures (table tasks): the "
-        "table's best test value minus the incumbent's, median over seeds with a 95% bootstrap band. "
+        "table's best test value minus the incumbent's, median over seeds with a 95% bootstrap band; a "
+        "dotted line marks the table's best-validation architecture, the floor of a search that selects "
+        "on validation; rows that pick their incumbent by more than the reward are named, not drawn. "
         "After the tasks: mean ranks across table tasks with Friedman tests, and the paper claims.\n"
     )
     for task, rows in by_task.items():
