@@ -297,4 +297,23 @@ def test_a_training_evaluator_trains_submissions_on_its_executor_as_query_would(
     assert sent == got == [q.arch for q in expected] and ev.workers == 1
     fields = lambda q: (q.arch, q.index, q.val, q.test, q.status, q.metrics["params"], q.metrics["epochs"])  # noqa: E731
     assert [fields(q) for q in ev.history] == [fields(q) for q in expected]
-    assert all(q.cost_seconds == q.wall_seconds > 0 for q in ev.history)  # charged the wait
+    assert all(q.cost_seconds == q.wall_seconds > 0 for q in ev.history)  # charged the job's time
+
+
+def test_an_executor_answer_is_charged_the_workers_time_not_the_wait(tmp_path):
+    """With two workers the main process may wait 2 s for a 15 s training: the query costs 15 s."""
+    import toys
+
+    from nasrepro.harness.train_evaluator import TrainEvaluator
+
+    task = toys.ToyLiveTask()
+    executor = LocalExecutor()
+    submit = executor.submit
+    executor.submit = lambda fn, item: submit(lambda arch: {**fn(arch), "job_seconds": 15.0}, item)
+    ev = TrainEvaluator(
+        task, task.space(), executor=executor, budget=2, preset=task.preset("smoke"), data_dir=tmp_path
+    )
+    for arch in ("110000", "101101"):
+        ev.submit(arch)
+    drain(ev)
+    assert [q.cost_seconds for q in ev.history] == [15.0, 15.0] and ev.charged_cost == 30.0

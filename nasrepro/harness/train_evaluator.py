@@ -112,6 +112,17 @@ class TrainEvaluator(Evaluator):
     def _start(self, arch: Arch) -> Any:
         return self.executor.submit(self._remote_job(), str(arch)) if self._on_executor else None  # type: ignore[union-attr]
 
+    def _book_result(self, key: str, result: Any, wall: float) -> Query:
+        """Charge an executor's answer the worker's own time for the job (`job_seconds`), not this
+        process's wait for it: with two workers the wait for a 15 s training can be 2 s, and a
+        batch's time shared out by its size is no single network's cost. A failure, which carries
+        no time, is charged the wait."""
+        from nasrepro.harness.executors import is_failure
+
+        if not is_failure(result) and result.get("job_seconds") is not None:
+            wall = float(result["job_seconds"])
+        return super()._book_result(key, result, wall)
+
     def _outcome_of(self, result: Any) -> Outcome:
         return Outcome(
             val=result["val"],

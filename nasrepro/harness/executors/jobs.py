@@ -66,10 +66,14 @@ def train_evaluation(
     Takes the run's own objects (they pickle to a worker), so nothing is looked up again by name
     in the worker. See `network_for` for what `space` None means. The result is
     `fit_and_evaluate`'s dict (`val`, `test`, `train_seconds`, `epochs`, per-seed values when the
-    recipe repeats) plus `params`; everything
-    but `train_seconds` depends only on the arguments: `seed` seeds the weight initialisation and
+    recipe repeats) plus `params` and `job_seconds` (this whole job on the worker: what the search
+    is charged for the query, as an in-process query is charged its whole evaluation); everything
+    but the times depends only on the arguments: `seed` seeds the weight initialisation and
     the fit, whatever ran before in the worker.
     """
+    import time
+
+    start = time.perf_counter()
     import lightning as L
 
     from nasrepro.harness.quiet import quiet_lightning
@@ -87,7 +91,7 @@ def train_evaluation(
     result = fit_and_evaluate(
         task, model, chosen, seed, data_dir, build=lambda: network_for(task, space, arch, preset)[0]
     )
-    return {**result, "params": params}
+    return {**result, "params": params, "job_seconds": time.perf_counter() - start}
 
 
 def table_lookup(table: Any, space: Space, arch: str) -> dict[str, Any]:
