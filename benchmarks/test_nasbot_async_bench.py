@@ -79,6 +79,14 @@ def test_speedup_and_equal_wall_time(request):
         + ", ".join(f"{case} {n}" for case, n in done.items())
         + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
+    # After the shared initial pool each search proposes different networks, whose training times
+    # differ several-fold: the wall-time ratio mixes parallelism with what was chosen. Parallel
+    # efficiency divides out the work done: summed per-network job time / (workers x wall time).
+    workers = {case: int(case.split("w-")[0]) for case in MEASURED}
+    work = {case: sum(q.get("wall_seconds") or 0.0 for q in h) for case, h in MEASURED.items()}
+    line += "; parallel efficiency " + ", ".join(
+        f"{case} {work[case] / (workers[case] * ends[case]):.2f}" for case in MEASURED
+    )
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line("\n" + line)

@@ -297,7 +297,7 @@ def test_a_training_evaluator_trains_submissions_on_its_executor_as_query_would(
     assert sent == got == [q.arch for q in expected] and ev.workers == 1
     fields = lambda q: (q.arch, q.index, q.val, q.test, q.status, q.metrics["params"], q.metrics["epochs"])  # noqa: E731
     assert [fields(q) for q in ev.history] == [fields(q) for q in expected]
-    assert all(q.cost_seconds == q.wall_seconds > 0 for q in ev.history)  # charged the job's time
+    assert all(q.cost_seconds > 0 and q.wall_seconds > 0 for q in ev.history)
 
 
 def test_an_executor_answer_is_charged_the_workers_time_not_the_wait(tmp_path):
@@ -317,3 +317,4 @@ def test_an_executor_answer_is_charged_the_workers_time_not_the_wait(tmp_path):
         ev.submit(arch)
     drain(ev)
     assert [q.cost_seconds for q in ev.history] == [15.0, 15.0] and ev.charged_cost == 30.0
+    assert all(q.wall_seconds < 15.0 for q in ev.history)  # the wait, from which overhead is derived

@@ -21,7 +21,9 @@ evaluations in flight, a new proposal as soon as one finishes) use `submit` / `w
 is booked when `wait_any` returns it, so the history is in completion order and every rule above
 (unique queries, budget, duplicates, charged cost) holds unchanged. An answer's ``wall_seconds``
 is then the time the search waited for it, so a search's charged wall time and its own overhead
-still add up to its wall time, as with `query_many`'s shared-out batches.
+still add up to its wall time, as with `query_many`'s shared-out batches. What an answer is
+*charged* is another matter: a training on an executor is charged the worker's own time for it
+(`TrainEvaluator._charge`), never the wait.
 """
 
 from __future__ import annotations

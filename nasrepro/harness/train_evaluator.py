@@ -112,22 +112,22 @@ class TrainEvaluator(Evaluator):
     def _start(self, arch: Arch) -> Any:
         return self.executor.submit(self._remote_job(), str(arch)) if self._on_executor else None  # type: ignore[union-attr]
 
-    def _book_result(self, key: str, result: Any, wall: float) -> Query:
-        """Charge an executor's answer the worker's own time for the job (`job_seconds`), not this
-        process's wait for it: with two workers the wait for a 15 s training can be 2 s, and a
-        batch's time shared out by its size is no single network's cost. A failure, which carries
-        no time, is charged the wait."""
-        from nasrepro.harness.executors import is_failure
-
-        if not is_failure(result) and result.get("job_seconds") is not None:
-            wall = float(result["job_seconds"])
-        return super()._book_result(key, result, wall)
+    def _charge(self, outcome: Outcome | None, wall: float) -> float | None:
+        """A training is charged what it took where it ran: the worker's own time for an executor's
+        job (`job_seconds`, carried as the outcome's cost), else the evaluation's wall time here.
+        The wait for an executor's answer is no network's cost: with two workers a 15 s training
+        can come back after 2 s, and a batch's time shared by its size is no single network's.
+        The answer's `wall_seconds` stays the wait, so the method's overhead is still the search's
+        wall time less its waits."""
+        if outcome is not None and outcome.cost_seconds:
+            return round(outcome.cost_seconds, 6)
+        return round(wall, 6)
 
     def _outcome_of(self, result: Any) -> Outcome:
         return Outcome(
             val=result["val"],
             test=result["test"],
-            cost_seconds=0.0,
+            cost_seconds=float(result.get("job_seconds") or 0.0),  # charged by `_charge`
             metrics=fit_metrics(result, result["params"]),
         )
 
