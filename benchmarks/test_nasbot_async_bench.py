@@ -83,7 +83,7 @@ def test_speedup_and_equal_wall_time(request):
     # differ several-fold: the wall-time ratio mixes parallelism with what was chosen. Parallel
     # efficiency divides out the work done: summed per-network job time / (workers x wall time).
     workers = {case: int(case.split("w-")[0]) for case in MEASURED}
-    work = {case: sum(q.get("wall_seconds") or 0.0 for q in h) for case, h in MEASURED.items()}
+    work = {case: sum(q.get("cost_seconds") or 0.0 for q in h) for case, h in MEASURED.items()}  # job time
     line += "; parallel efficiency " + ", ".join(
         f"{case} {work[case] / (workers[case] * ends[case]):.2f}" for case in MEASURED
     )
