@@ -38,6 +38,14 @@ def run(argv, capsys):
         (["search", "--task", "toy", "--preset", "gpu"], "preset"),
         (["search", "--task", "toy", "--budget", "x"], "budget"),
         (["search", "--task", "toy", "--budget", "0"], "--budget must be a positive"),
+        (
+            ["search", "--task", "toy", "--method", "evolution", "--method-config", "{population: ten}"],
+            "option 'population' must be an integer",
+        ),
+        (
+            ["search", "--task", "toy", "--method", "evolution", "--method-config", "{population: null}"],
+            "got None",
+        ),
         (["search", "--task", "toy", "--seeds", "5-2"], "runs backwards"),
         (["search", "--task", "toy", "--seeds", "a-b"], "--seeds takes ranges"),
         (["search", "--task", "toy", "--seed", "1", "--seeds", "0-3"], "not both"),

@@ -13,10 +13,11 @@ one-shot methods; see `Space.views`), and the space it searches on a task by def
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -88,8 +89,44 @@ class Method(ABC):
                 raise UsageError(
                     f"method {self.name!r} has no option(s) {sorted(unknown)}; known: {sorted(known)}"
                 )
-            config = self.Config(**config)
+            config = self.Config(**{key: self._checked(key, value) for key, value in config.items()})
         self.config = config
+
+    @classmethod
+    def _checked(cls, key: str, value: Any) -> Any:
+        """`value` for option `key`, of the kind its default has (an int where the default is an int,
+        a number where it is a float, ...); a `UsageError` naming the option otherwise, before any
+        search starts (a string population used to fail deep inside the search)."""
+        field = next(f for f in dataclasses.fields(cls.Config) if f.name == key)
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            return value
+        if default is None:
+            return value
+        kinds: dict[type, tuple[str, Callable[[Any], bool]]] = {
+            bool: ("true or false", lambda v: isinstance(v, bool)),
+            int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+            float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+            str: ("a string", lambda v: isinstance(v, str)),
+            tuple: ("a list", lambda v: isinstance(v, list | tuple)),
+            list: ("a list", lambda v: isinstance(v, list | tuple)),
+            dict: ("a mapping", lambda v: isinstance(v, dict)),
+        }
+        kind = next((k for k in kinds if type(default) is k), None)
+        if kind is None:
+            return value
+        if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        what, ok = kinds[kind]
+        if not ok(value):
+            raise UsageError(
+                f"method {cls.name!r} option {key!r} must be {what} (default {default!r}), got {value!r}"
+            )
+        return float(value) if kind is float else (tuple(value) if kind is tuple else value)
 
     @abstractmethod
     def search(self, run: Run) -> SearchResult:
