@@ -6,6 +6,11 @@ runtime failure (missing or corrupt files, a failed evaluation): exit status 1. 
 line that names what was wrong and what to do about it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NoReturn
+
 
 class NasreproError(Exception):
     """Base class: a failure with a one-line, user-facing explanation."""
@@ -29,3 +34,16 @@ class EvaluationFailed(NasreproError):
 
 class BudgetExhausted(NasreproError):
     """The evaluator refuses a new unique query because the search budget is spent."""
+
+
+def run_main(main: Callable[[], int | None]) -> NoReturn:
+    """Exit with `main()`'s status: the ``python -m`` entry of a module. A `NasreproError` is its one
+    line on stderr and its exit code, as under ``nasrepro``, never a traceback."""
+    import sys
+
+    try:
+        code = main()
+    except NasreproError as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = err.exit_code
+    sys.exit(code or 0)

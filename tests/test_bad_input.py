@@ -95,3 +95,24 @@ def test_torch_loads_nothing_unsafely():
     for path in root.rglob("*.py"):
         for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
             assert "weights_only=True" in call, f"{path}: {call}"
+
+
+@pytest.mark.parametrize(
+    "module, argv, code",
+    [
+        ("nasrepro.app.rerun", ["--results", "/nonexistent"], 2),
+        ("nasrepro.tracking.wandb_log", ["--dir", "/tmp", "/nonexistent.json"], 1),
+        ("nasrepro.methods.fade.correlation", ["--summarise", "/nonexistent.json"], 2),
+    ],
+)
+def test_python_m_entries_print_one_line_and_exit_with_the_errors_code(module, argv, code, capsys):
+    """A module's ``python -m`` entry (`errors.run_main`) treats errors as ``nasrepro`` does."""
+    import importlib
+
+    from nasrepro.errors import run_main
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_:
+        run_main(lambda: main(argv))
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == code and err.startswith("error: ") and "\n" not in err

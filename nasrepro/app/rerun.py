@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only records without a charged cost (resume an interrupted rerun)",
     )
     args = parser.parse_args(argv)
+    from nasrepro.errors import UsageError
     from nasrepro.tasks import get_task
+
+    if not (args.results / "runs").is_dir():
+        raise UsageError(
+            f"--results {args.results}: no runs/ folder of records there; point it at a results folder"
+        )
 
     replaced, differ = 0, []
     # beside the records, so that a finished rerun replaces its record atomically (same file system)
@@ -85,4 +91,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from nasrepro.errors import run_main
+
+    run_main(main)

@@ -112,13 +112,18 @@ def read_record(path: Path, *, fast: bool = False) -> dict[str, Any]:
     leaderboard uses to read ~2000 records)."""
     try:
         record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise InvalidRecord(f"the file holds a JSON {type(record).__name__}, not a record object")
         (validate_fast if fast else validate)(record)
     except (OSError, json.JSONDecodeError) as err:
         raise DataError(
             f"record {path} is unreadable or not JSON ({err}); delete it and rerun that seed"
         ) from None
     except InvalidRecord as err:
-        raise DataError(f"record {path} does not match the record schema: {err}") from None
+        raise DataError(
+            f"record {path} does not match the record schema: {err}; move it out of the results (or "
+            "delete it and rerun that seed)"
+        ) from None
     return record
 
 

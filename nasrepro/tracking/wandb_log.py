@@ -145,7 +145,6 @@ def log_leaderboard(
 
 def _cell(value: Any) -> Any:
     """A W&B table cell: lists and dicts as their JSON text (a column must keep one type)."""
-    import json
 
     return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
 
@@ -191,8 +190,10 @@ def log_in_background(paths: Sequence[Path], mode: WandbMode, save_dir: Path) ->
 def log_files(paths: Sequence[Path], mode: WandbMode, save_dir: Path) -> list[Path]:
     """Log each record file as its own W&B run, in this process; returns the run folders."""
     folders = []
+    from nasrepro.tracking.records import read_record
+
     for path in paths:
-        folder = log_record(json.loads(Path(path).read_text()), mode, save_dir)
+        folder = log_record(read_record(Path(path)), mode, save_dir)  # a broken file: one DataError
         if folder is not None:
             folders.append(folder)
     return folders
@@ -212,4 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nasrepro.errors import run_main
+
+    run_main(main)

@@ -92,4 +92,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from nasrepro.errors import run_main
+
+    run_main(main)

@@ -369,4 +369,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from nasrepro.errors import run_main
+
+    run_main(main)

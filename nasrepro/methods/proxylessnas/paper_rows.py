@@ -224,8 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    from nasrepro.errors import run_main
+
+    run_main(main)
