@@ -12,7 +12,6 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +19,8 @@ from typing import Any, Literal
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from nasrepro.app.measure import add_measure_parser, cmd_measure
-from nasrepro.app.requests import parse_seeds
 from nasrepro.errors import NasreproError, UsageError
+from nasrepro.harness.seeds import parse_seeds
 
 DEFAULT_TASK = "nasbench-graph/cora"
 DEFAULT_METHOD = "evolution"
@@ -187,7 +186,7 @@ def _seeds(args: Namespace, default: str) -> list[int]:
         if args.seed < 0:
             raise UsageError(f"--seed must be >= 0, got {args.seed}")
         return [args.seed]
-    return parse_seeds(args.seeds or default)
+    return parse_seeds(default if args.seeds is None else args.seeds)  # "" is an error, not the default
 
 
 def _summary(records: list[dict[str, Any]], what: str) -> str:
@@ -205,18 +204,9 @@ def _summary(records: list[dict[str, Any]], what: str) -> str:
 
 def _out_dir(text: str) -> Path:
     """`--out` as a folder this process can write, or one line saying why not."""
-    out = Path(text)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        # a probe of its own: searches started together into one folder must not race on one name
-        handle, probe = tempfile.mkstemp(prefix=".nasrepro-write-test-", dir=out)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as err:
-        raise UsageError(
-            f"--out {text}: cannot write there ({err.strerror or type(err).__name__}); choose a writable folder"
-        ) from None
-    return out
+    from nasrepro.paths import writable_dir
+
+    return writable_dir(text, "--out")
 
 
 def _positive(flag: str, value: int | None) -> None:

@@ -25,3 +25,35 @@ def cache_dir(sub: str = "") -> Path:
     path = root / sub if sub else root
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def writable_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """`path` as a folder this process can write (made if missing), or a `UsageError` line naming
+    `flag`: checked before any work, so nothing measured or trained is lost to a bad path."""
+    import tempfile
+
+    from nasrepro.errors import UsageError
+
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # a probe of its own: runs started together into one folder must not race on one name
+        handle, probe = tempfile.mkstemp(prefix=".nasrepro-write-test-", dir=out)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(
+            f"{flag} {path}: cannot write there ({err.strerror or type(err).__name__}); choose a writable folder"
+        ) from None
+    return out
+
+
+def writable_file(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """`path` as a file this process can write: not a folder, in a writable folder (`writable_dir`)."""
+    from nasrepro.errors import UsageError
+
+    out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name (e.g. {out / 'out.json'})")
+    writable_dir(out.parent, flag)
+    return out

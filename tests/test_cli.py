@@ -38,6 +38,7 @@ def run(argv, capsys):
         (["search", "--task", "toy", "--preset", "gpu"], "preset"),
         (["search", "--task", "toy", "--budget", "x"], "budget"),
         (["search", "--task", "toy", "--budget", "0"], "--budget must be a positive"),
+        (["search", "--task", "nasbench201/cifar10", "--budget", "5045"], "holds (5044 isomorphism classes)"),
         (
             ["search", "--task", "toy", "--method", "evolution", "--method-config", "{population: ten}"],
             "option 'population' must be an integer",

@@ -89,17 +89,3 @@ def check_tag(tag: str) -> None:
     """A variant tag becomes part of file names: keep it to a safe alphabet."""
     if tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", tag):
         raise UsageError(f"--tag {tag!r}: use letters, digits and _ . = + - (it becomes part of file names)")
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`"0-19"`, `"3"` or `"0,2,5-7"` -> sorted unique seeds."""
-    seeds: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise UsageError(f"--seeds takes ranges like 0-19 or 0,2,5-7, got {text!r}")
-        lo, hi = int(match[1]), int(match[2] or match[1])
-        if hi < lo:
-            raise UsageError(f"--seeds range {part.strip()!r} runs backwards")
-        seeds.update(range(lo, hi + 1))
-    return sorted(seeds)

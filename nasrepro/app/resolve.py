@@ -86,9 +86,22 @@ def check_compatible(method: type[Method], task: Task, space: Space) -> None:
     )
 
 
-def check_budget(budget: int | None) -> None:
+def check_budget(budget: int | None, space: Space | None = None) -> None:
+    """A positive budget that the space can fill with unique architectures (isomorphism classes
+    where the space folds them): a larger one would only end, after the whole space, in a run of
+    duplicate queries."""
     if budget is not None and budget < 1:
         raise UsageError(f"--budget must be a positive number of unique queries, got {budget}")
+    if budget is None or space is None:
+        return
+    classes = space.describe().get("classes")
+    limit = classes if classes is not None else space.size()
+    if limit is not None and budget > limit:
+        what = "isomorphism classes" if classes is not None else "architectures"
+        raise UsageError(
+            f"--budget {budget} is more unique queries than space {space.name!r} holds ({limit} {what}); "
+            f"use at most {limit}"
+        )
 
 
 def resolve_search(
@@ -116,7 +129,7 @@ def resolve_search(
             f"{err}; method {cls.name!r} runs on: {', '.join(compatible_choices(cls)) or 'no registered task'}"
         ) from None
     check_compatible(cls, task, space)
-    check_budget(budget)
+    check_budget(budget, space)
     return Resolved(
         method=method,
         task=task,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from nasrepro.errors import NasreproError, UsageError
+from nasrepro.harness.seeds import parse_seeds
 
 
 def bootstrap(values: list[float], rng: np.random.Generator, n: int = 2000) -> list[float] | None:
@@ -66,16 +67,6 @@ def overall(regions: list[dict[str, Any]], seed: int = 12345) -> dict[str, Any]:
         out["n"] = len(means)  # regions with a value: the independent draws
         out["n_runs"] = sum(len(g) for g in finite)
     return out
-
-
-def seeds_of(text: str) -> list[int]:
-    try:
-        if "-" in text:
-            lo, hi = (int(x) for x in text.split("-", 1))
-            return list(range(lo, hi + 1))
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--seeds takes N, N-M or N,M,..., got {text!r}") from None
 
 
 def study(
@@ -210,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--out is required (or --summarise JSON to resummarise a finished study)")
         else:
             out = args.out
-            result = study(args.preset, args.regions, seeds_of(args.seeds), args.k, args.mode, args.data_dir)
+            result = study(
+                args.preset, args.regions, parse_seeds(args.seeds), args.k, args.mode, args.data_dir
+            )
             result["command"], result["git_commit"] = command, git_commit()
     except NasreproError as exc:
         print(f"error: {exc}", file=sys.stderr)

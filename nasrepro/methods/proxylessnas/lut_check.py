@@ -42,6 +42,7 @@ from nasrepro.methods.proxylessnas.latency_lut import (
 )
 from nasrepro.methods.proxylessnas.spaces import ProxylessArch, ProxylessSpace, build_net
 from nasrepro.methods.proxylessnas.tools import UsageParser, parse
+from nasrepro.paths import writable_dir, writable_file
 
 
 def sample_archs(space: ProxylessSpace, n: int, seed: int) -> list[ProxylessArch]:
@@ -173,6 +174,9 @@ def run_lut_check(
     from nasrepro.tracking.provenance import git_commit
 
     dev = check_device(device)
+    if n < 2:
+        raise UsageError(f"--n must be at least 2 networks to correlate, got {n}")
+    writable_dir(out_dir, "--out")  # before the table is built and measured
     if threads is not None:
         torch.set_num_threads(threads)
     table = cli_build_lut(
@@ -266,6 +270,8 @@ def cli_build_lut(
     pass None for torch's current setting.
     """
     check_device(device)  # fail before any work if CUDA was requested but is missing
+    if out is not None:
+        writable_file(out, "--out")  # before the measurement, which takes minutes
     if warmup < 0 or repeats < 1:
         raise UsageError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
     if threads is not None and threads < 1:

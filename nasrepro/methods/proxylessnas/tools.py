@@ -37,6 +37,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: nasrepro proxylessnas {" + ",".join(TOOLS) + "} [options]\n\ntools:")
+        for name, module in TOOLS.items():
+            print(f"  {name:14} {module} (nasrepro proxylessnas {name} --help)")
+        return 0
     if not argv or argv[0] not in TOOLS:
         given = repr(argv[0]) if argv else "nothing"
         raise UsageError(f"nasrepro proxylessnas needs a tool, one of {', '.join(TOOLS)}; got {given}")
