@@ -389,9 +389,10 @@ def cmd_data(args: Namespace) -> int:
 
         print(download(sub.name, data_dir(sub.data_dir)))
         return 0
+    from nasrepro.paths import writable_file
     from nasrepro.tasks import nasbench201
 
-    source, out = Path(sub.source), Path(sub.out)
+    source, out = Path(sub.source), writable_file(sub.out, "--out")  # before the conversion runs
     if source.is_dir():
         written = nasbench201.convert_from_csvs(source, out)
     elif source.exists():

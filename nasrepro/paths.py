@@ -54,6 +54,6 @@ def writable_file(path: str | os.PathLike[str], flag: str = "--out") -> Path:
 
     out = Path(path)
     if out.is_dir():
-        raise UsageError(f"{flag} {path} is a folder; give a file name (e.g. {out / 'out.json'})")
+        raise UsageError(f"{flag} {path} is a folder; give the name of a file (in it or elsewhere)")
     writable_dir(out.parent, flag)
     return out

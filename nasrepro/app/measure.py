@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
@@ -136,10 +135,9 @@ def _lines(label: str, report: dict[str, Any]) -> list[str]:
 def cmd_measure(args: Namespace) -> int:
     """Validate, build, measure, print; write `--json` last, so a bad request writes nothing."""
     from nasrepro.harness.memory import measure_memory
+    from nasrepro.paths import writable_file
 
-    out = Path(args.json) if args.json else None
-    if out is not None and out.is_dir():
-        raise UsageError(f"--json {out} is a folder; give a file name")
+    out = writable_file(args.json, "--json") if args.json else None
     if args.model is not None:
         if args.task or args.arch or args.space:
             raise UsageError("give --model, or --task with --arch, not both")
