@@ -83,6 +83,8 @@ def test_vectorised_rank_statistics_equal_scipy_with_ties():
         (["--n", "3"], "--n must be at least 4"),
         (["--probe", "-1"], "--probe"),
         (["--out", "/nonexistent"], "need at least four trained architectures"),
+        (["--task", "cora", "--table", "cora"], "--table must name a table task"),
+        (["--task", "citeseer", "--table", "nasbench-graph/cora"], "tabulates cora, not --task citeseer"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):

@@ -391,6 +391,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, AssertionError):
         raise UsageError(f"--shard must be K/N with 0 <= K < N, got {args.shard!r}") from None
     out, table_task = Path(args.out), get_task(args.table)
+    task = get_task(args.task)
+    if table_task.kind != "table" or task.kind == "table":
+        raise UsageError(
+            f"--table must name a table task and --task the live task it tabulates (e.g. --task cora "
+            f"--table nasbench-graph/cora); got --task {args.task} ({task.kind}), --table {args.table} "
+            f"({table_task.kind})"
+        )
+    if args.table.split("/", 1)[-1] != args.task:
+        raise UsageError(
+            f"--table {args.table} tabulates {args.table.split('/', 1)[-1]}, not --task {args.task}: the study "
+            f"trains the table's architectures on the table's own dataset (e.g. --table "
+            f"{args.table.split('/', 1)[0]}/{args.task})"
+        )
     space = args.table.split("/")[0]
     if not args.summarise_only:
         archs = stratified_archs(table_task, args.n)
