@@ -23,7 +23,15 @@ def cache_dir(sub: str = "") -> Path:
     """A writable folder for derived files; created on demand."""
     root = Path(os.environ.get("NASREPRO_CACHE") or DEFAULT_HOME / "cache").expanduser()
     path = root / sub if sub else root
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from nasrepro.errors import DataError
+
+        raise DataError(
+            f"cache folder {path}: cannot create it ({err.strerror or type(err).__name__}); set NASREPRO_CACHE "
+            "to a writable folder"
+        ) from None
     return path
 
 

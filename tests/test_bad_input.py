@@ -116,3 +116,18 @@ def test_python_m_entries_print_one_line_and_exit_with_the_errors_code(module, a
         run_main(lambda: main(argv))
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == code and err.startswith("error: ") and "\n" not in err
+
+
+def test_bad_environment_variables_are_one_line_errors(monkeypatch):
+    from nasrepro.app.parallel import env_workers
+    from nasrepro.errors import DataError, UsageError
+    from nasrepro.paths import cache_dir
+
+    monkeypatch.setenv("NASREPRO_WORKERS", "abc")
+    with pytest.raises(UsageError, match="NASREPRO_WORKERS='abc'"):
+        env_workers()
+    monkeypatch.setenv("NASREPRO_WORKERS", "3")
+    assert env_workers() == 3
+    monkeypatch.setenv("NASREPRO_CACHE", "/proc/no-such-place")
+    with pytest.raises(DataError, match="set NASREPRO_CACHE to a writable folder"):
+        cache_dir("x")

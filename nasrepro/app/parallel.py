@@ -33,6 +33,20 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def env_workers() -> int:
+    """`NASREPRO_WORKERS` as a count (0: unset), or one line saying it is not one."""
+    text = os.environ.get("NASREPRO_WORKERS", "").strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        from nasrepro.errors import UsageError
+
+        raise UsageError(
+            f"NASREPRO_WORKERS={text!r} is not a number of processes; set it to e.g. 2, or unset it"
+        )
+    return int(text)
+
+
 def run_many(
     kind: Kind, requests: Sequence[Any], workers: int | None = None
 ) -> list[tuple[dict[str, Any], Path]]:
@@ -41,7 +55,7 @@ def run_many(
     `workers` defaults to `NASREPRO_WORKERS`, else the number of cores.
     """
     cores = os.cpu_count() or 1
-    workers = min(workers or int(os.environ.get("NASREPRO_WORKERS", 0)) or cores, len(requests))
+    workers = min(workers or env_workers() or cores, len(requests))
     if workers <= 1:
         return [_run_one(kind, request) for request in requests]
     context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start is unsafe
