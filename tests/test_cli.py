@@ -40,6 +40,10 @@ def run(argv, capsys):
         (["search", "--task", "toy", "--budget", "0"], "--budget must be a positive"),
         (["search", "--task", "nasbench201/cifar10", "--budget", "5045"], "holds (5044 isomorphism classes)"),
         (
+            ["search", "--task", "nasbench201/cifar10", "--space", "nasbench-graph"],
+            "table of the 'nasbench201' space",
+        ),
+        (
             ["search", "--task", "toy", "--method", "evolution", "--method-config", "{population: ten}"],
             "option 'population' must be an integer",
         ),

@@ -76,6 +76,14 @@ def compatible_choices(method: type[Method]) -> list[str]:
 
 
 def check_compatible(method: type[Method], task: Task, space: Space) -> None:
+    if task.kind == "table":  # a table answers only for the architectures of its own space
+        own = task.space()
+        own_name = own.name if own is not None else task.default_space
+        if own_name is not None and space.name != own_name:
+            raise UsageError(
+                f"task {task.name!r} is a table of the {own_name!r} space and cannot look up "
+                f"{space.name!r} architectures; drop --space or pass --space {own_name}"
+            )
     reason = method.incompatibility(task, space)
     if reason is None:
         return
