@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nasrepro.app.requests import EvaluateRequest
-from nasrepro.app.resolve import space_for
+from nasrepro.app.resolve import check_space_fits, space_for
 from nasrepro.app.search import compute_device, hardware_metrics, scale_label
 from nasrepro.errors import UsageError
 from nasrepro.harness.executors.jobs import network_for
@@ -59,6 +59,8 @@ def run_evaluate(req: EvaluateRequest) -> tuple[dict[str, Any], Path]:
                 f"({', '.join(task.reference_archs()) or 'none'})"
             ) from None
         arch = space.parse(req.arch)
+        if req.space is not None:
+            check_space_fits(task, space, arch)
         preset = with_overrides(preset, space.recipe_overrides(task))
         space_info, label = space.describe(), evaluate_label(str(arch))
     L.seed_everything(req.seed, workers=True, verbose=False)  # initial weights follow --seed

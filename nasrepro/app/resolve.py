@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nasrepro.errors import UsageError
+from nasrepro.errors import NasreproError, UsageError
 from nasrepro.harness.method import Method, training_preset
 from nasrepro.harness.recipe import Preset
-from nasrepro.harness.space import Space
+from nasrepro.harness.space import Arch, Space
 from nasrepro.harness.task import Task
 from nasrepro.paths import data_dir as resolve_data_dir
 
@@ -94,6 +94,39 @@ def check_compatible(method: type[Method], task: Task, space: Space) -> None:
     )
 
 
+def check_space_fits(task: Task, space: Space, arch: Arch | None = None) -> None:
+    """One network of `space` (`arch`, else a sampled one) built for `task` and run once on its
+    example input, for a `--space` the user chose on a live task: a space made for another kind of
+    data (graphs, images, sequences) is one usage line here, not a traceback mid-training. Skipped
+    where the task has no example input or its data is not at the default place."""
+    import numpy as np
+    import torch
+
+    from nasrepro.errors import DataError
+
+    try:
+        arch = space.sample(np.random.default_rng(0)) if arch is None else arch
+        model = space.to_model(arch, task)
+        try:
+            inputs = task.example_input(1)
+        except (NotImplementedError, DataError):
+            return
+        model.eval()
+        with torch.no_grad():
+            model(*inputs)
+    except DataError:
+        return
+    except NasreproError:
+        raise
+    except (TypeError, AttributeError, RuntimeError, ValueError, KeyError, IndexError) as err:
+        first = (str(err).splitlines() or [""])[0][:160]
+        raise UsageError(
+            f"space {space.name!r} does not build networks for task {task.name!r} ({type(err).__name__}: "
+            f"{first}); use a space made for it"
+            + (f" (the task's default: {task.default_space})" if task.default_space else "")
+        ) from None
+
+
 def check_budget(budget: int | None, space: Space | None = None) -> None:
     """A positive budget that the space can fill with unique architectures (isomorphism classes
     where the space folds them): a larger one would only end, after the whole space, in a run of
@@ -138,6 +171,8 @@ def resolve_search(
         ) from None
     check_compatible(cls, task, space)
     check_budget(budget, space)
+    if space_name is not None and task.kind != "table":
+        check_space_fits(task, space)
     return Resolved(
         method=method,
         task=task,
