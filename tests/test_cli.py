@@ -44,6 +44,10 @@ def run(argv, capsys):
             "table of the 'nasbench201' space",
         ),
         (
+            ["search", "--task", "cifar10", "--space", "nasbench-graph"],
+            "does not build networks for task 'cifar10'",
+        ),
+        (
             ["search", "--task", "toy", "--method", "evolution", "--method-config", "{population: ten}"],
             "option 'population' must be an integer",
         ),
