@@ -445,6 +445,15 @@ def _one_line(message: str) -> str:
         option = "--" + key[1].replace("_", "-")
         accepts = f"; expected {' or '.join(wanted)}" if wanted else ""
         return f"{option} (config key {key[1]!r}) got {given[1].strip()!r}{accepts}"
+    got = re.search(r"Got value: (.*)", text)
+    if key and got:
+        option = "--" + key[1].replace("_", "-")
+        choices = re.search(r"Literal\[(.*?)\]", text)
+        if choices:
+            return f"{option} got {got[1].strip()!r}; choose one of {choices[1]}"
+        if "dict" in text:
+            return f"{option} got {got[1].strip()!r}, which is not a YAML/JSON mapping; write e.g. '{{population: 10}}'"
+        return f"{option} got {got[1].strip()!r}: {text.split('. Got value')[0].split(': ', 1)[-1]}"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) > 2:
         lines = lines[:2]

@@ -43,6 +43,8 @@ def run(argv, capsys):
             ["search", "--task", "nasbench201/cifar10", "--space", "nasbench-graph"],
             "table of the 'nasbench201' space",
         ),
+        (["search", "--task", "toy", "--preset", "fast"], "choose one of 'smoke', 'cpu', 'paper'"),
+        (["search", "--task", "toy", "--method-config", "{population: 10"], "not a YAML/JSON mapping"),
         (
             ["search", "--task", "cifar10", "--space", "nasbench-graph"],
             "does not build networks for task 'cifar10'",

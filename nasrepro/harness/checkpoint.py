@@ -71,7 +71,8 @@ class SearchCheckpoint:
             )
             raise UsageError(
                 f"checkpoint {self.path} belongs to a run with different {', '.join(changed)}; "
-                "rerun with the same options or without --resume"
+                f"rerun with the same options to continue it, or delete {self.path.name} (and the run's "
+                "artifacts beside it) to start over with the new ones"
             )
         self.elapsed_before = float(state.get("wall_seconds", 0.0))
         self.resumed = True
