@@ -373,6 +373,8 @@ def cmd_data(args: Namespace) -> int:
         from nasrepro.tasks import get_task, task_names
 
         root = data_dir(sub.data_dir)
+        if not root.is_dir():
+            raise UsageError(f"data folder {root} does not exist; pass --data-dir or set NASREPRO_DATA to it")
         rows = [row for name in task_names() for row in get_task(name).check_data(root)]
         seen, unique = set(), []
         for row in rows:

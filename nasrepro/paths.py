@@ -42,6 +42,8 @@ def writable_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
 
     from nasrepro.errors import UsageError
 
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty; give a folder (e.g. {flag} results)")
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,8 @@ def run(argv, capsys):
             "table of the 'nasbench201' space",
         ),
         (["search", "--task", "toy", "--preset", "fast"], "choose one of 'smoke', 'cpu', 'paper'"),
+        (["search", "--task", "toy", "--out", ""], "--out is empty"),
+        (["data", "check", "--data-dir", "/nonexistent/dir"], "does not exist"),
         (["search", "--task", "toy", "--method-config", "{population: 10"], "not a YAML/JSON mapping"),
         (
             ["search", "--task", "cifar10", "--space", "nasbench-graph"],
