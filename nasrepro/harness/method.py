@@ -38,6 +38,18 @@ if TYPE_CHECKING:
 TaskKind = Literal["table", "train"]
 
 
+#: an option's kind, from its default's type: what to call it in an error, and what values pass
+OPTION_KINDS: dict[type, tuple[str, Callable[[Any], bool]]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, str)),
+    tuple: ("a list", lambda v: isinstance(v, list | tuple)),
+    list: ("a list", lambda v: isinstance(v, list | tuple)),
+    dict: ("a mapping", lambda v: isinstance(v, dict)),
+}
+
+
 @dataclass
 class SearchResult:
     """What the method adds to the run: the incumbent (selected on the reward, normally validation)
@@ -106,22 +118,13 @@ class Method(ABC):
             return value
         if default is None:
             return value
-        kinds: dict[type, tuple[str, Callable[[Any], bool]]] = {
-            bool: ("true or false", lambda v: isinstance(v, bool)),
-            int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-            float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
-            str: ("a string", lambda v: isinstance(v, str)),
-            tuple: ("a list", lambda v: isinstance(v, list | tuple)),
-            list: ("a list", lambda v: isinstance(v, list | tuple)),
-            dict: ("a mapping", lambda v: isinstance(v, dict)),
-        }
-        kind = next((k for k in kinds if type(default) is k), None)
+        kind = next((k for k in OPTION_KINDS if type(default) is k), None)
         if kind is None:
             return value
         if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
             with contextlib.suppress(ValueError):
                 value = float(value)
-        what, ok = kinds[kind]
+        what, ok = OPTION_KINDS[kind]
         if not ok(value):
             raise UsageError(
                 f"method {cls.name!r} option {key!r} must be {what} (default {default!r}), got {value!r}"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from nasrepro.tracking.cost import is_table_record
 from nasrepro.tracking.record import Record
-from nasrepro.tracking.regret import follows_best_score
+from nasrepro.tracking.regret import best_scoring_query, follows_best_score
 from nasrepro.tracking.stats import Verdict, mean_std, verdicts
 
 #: what makes two records' clocks comparable (the load is not recorded per query)
@@ -50,23 +50,10 @@ def cutoff(records: Sequence[Record]) -> float | None:
     return min(finals) if finals else None
 
 
-def _best_booked(record: Record, seconds: float) -> dict | None:
-    """The best-scoring query booked by `seconds` (the first booked among equals, as
-    `Evaluator.best`); None when nothing was booked yet."""
-    sign = 1.0 if record.direction == "max" else -1.0
-    best, found = -math.inf, None
-    for q in record.history:
-        if q.get("elapsed_seconds") is None or q["elapsed_seconds"] > seconds or q.get("score") is None:
-            continue
-        if sign * q["score"] > best:
-            best, found = sign * q["score"], q
-    return found
-
-
 def incumbent_at(record: Record, seconds: float) -> float | None:
     """The test metric of the best-scoring query booked by `seconds` on the search clock (the
     reward decides "best", as for the record's own incumbent); None when nothing was booked yet."""
-    found = _best_booked(record, seconds)
+    found = best_scoring_query(record, seconds)
     return None if found is None else found.get("test")
 
 

@@ -49,12 +49,18 @@ def regret_curve(record: Record, optimum: Optimum) -> np.ndarray:
     return out
 
 
-def best_scoring_query(record: Record) -> dict | None:
-    """The query with the best reward (the first among equals, as `Evaluator.best`)."""
+def best_scoring_query(record: Record, by_seconds: float = math.inf) -> dict | None:
+    """The query with the best reward (the first among equals, as `Evaluator.best`); with a finite
+    `by_seconds`, among those booked by then on the search clock (`elapsed_seconds`). None when
+    there is none."""
     sign = 1.0 if record.direction == "max" else -1.0
     best, found = -math.inf, None
     for q in record.history:
-        if q.get("score") is not None and sign * q["score"] > best:
+        if q.get("score") is None:
+            continue
+        if by_seconds < math.inf and (q.get("elapsed_seconds") is None or q["elapsed_seconds"] > by_seconds):
+            continue
+        if sign * q["score"] > best:
             best, found = sign * q["score"], q
     return found
 
